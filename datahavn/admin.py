@@ -1,0 +1,135 @@
+"""What administrators do, over the hub's REST API: users, projects, grants.
+
+Shared by the CLI and the demo. Every function validates its arguments and
+checks that what it refers to exists before it changes anything, so a bad
+call changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import grants as g
+from .hubclient import HubClient, HubError
+from .names import check_project, check_user
+
+
+class AdminError(RuntimeError):
+    """A request an administrator made that cannot be carried out as asked."""
+
+
+def add_user(hub: HubClient, name: str, exist_ok: bool = False) -> bool:
+    """Add a hub user; returns False if it existed (and ``exist_ok``)."""
+    check_user(name)
+    if hub.user(name) is not None:
+        if exist_ok:
+            return False
+        raise AdminError(f"user {name!r} already exists")
+    hub.add_user(name)
+    return True
+
+
+def _project(hub: HubClient, name: str) -> dict:
+    check_project(name)
+    group = hub.group(name)
+    if group is None or g.project_record(group.get("properties")) is None:
+        raise AdminError(f"no such project {name!r}")
+    return group
+
+
+def _user(hub: HubClient, name: str) -> dict:
+    check_user(name)
+    user = hub.user(name)
+    if user is None:
+        raise AdminError(f"no such user {name!r}")
+    return user
+
+
+def create_project(hub: HubClient, name: str, description: str = "", exist_ok: bool = False) -> bool:
+    """Create a project (a JupyterHub group carrying a Datahavn record).
+
+    Its unix group and folders are made by the hub when its first workspace starts.
+    """
+    check_project(name)
+    group = hub.group(name)
+    if group is not None:
+        if g.project_record(group.get("properties")) is not None and exist_ok:
+            return False
+        what = "project" if g.project_record(group.get("properties")) else "JupyterHub group (not a project)"
+        raise AdminError(f"a {what} named {name!r} already exists")
+    hub.create_group(name, g.new_project_properties(description, by=hub.whoami()))
+    return True
+
+
+def list_projects(hub: HubClient) -> list[dict]:
+    out = []
+    for group in sorted(hub.groups(), key=lambda x: x["name"]):
+        record = g.project_record(group.get("properties"))
+        if record is None:
+            continue
+        current = [x for x in g.project_grants(group["name"], group["properties"], group["users"]) if x.current]
+        out.append({
+            "name": group["name"],
+            "description": record.get("description", ""),
+            "members": len(current),
+            "created_by": record.get("created_by", ""),
+            "created_at": record.get("created_at", ""),
+        })  # fmt: skip
+    return out
+
+
+def grant(
+    hub: HubClient,
+    user: str,
+    project: str,
+    until: dt.datetime | None = None,
+    reason: str = "",
+) -> g.Grant:
+    """Grant (or renew) ``user`` access to ``project``; the record names the acting admin."""
+    _user(hub, user)
+    group = _project(hub, project)
+    props = g.with_grant(group["properties"], user, until, reason, by=hub.whoami())
+    # Record first, then membership: a failure in between leaves no access, only a record.
+    hub.set_properties(project, props)
+    hub.add_member(project, user)
+    return g.grant_status(project, props, set(group["users"]) | {user}, user)
+
+
+def revoke(hub: HubClient, user: str, project: str) -> g.Grant:
+    """Revoke a grant and stop the user's running workspace for that project."""
+    _user(hub, user)
+    group = _project(hub, project)
+    before = g.grant_status(project, group["properties"], group["users"], user)
+    if before.status == g.NONE or (before.status == g.REVOKED and user not in group["users"]):
+        raise AdminError(f"user {user!r} holds no grant for project {project!r}")
+    props = g.with_revocation(group["properties"], user, by=hub.whoami())
+    # Membership first: access ends even if recording the revocation fails.
+    hub.remove_member(project, user)
+    hub.set_properties(project, props)
+    hub.stop_server(user, project)
+    members = set(group["users"]) - {user}
+    return g.grant_status(project, props, members, user)
+
+
+def list_grants(hub: HubClient, project: str | None = None, user: str | None = None) -> list[g.Grant]:
+    if user is not None:
+        _user(hub, user)
+    groups = [_project(hub, project)] if project is not None else hub.groups()
+    out = []
+    for group in groups:
+        for entry in g.project_grants(group["name"], group.get("properties"), group.get("users", [])):
+            if g.project_record(group.get("properties")) and (user is None or entry.user == user):
+                out.append(entry)
+    return sorted(out, key=lambda x: (x.project, x.user))
+
+
+__all__ = [
+    "AdminError",
+    "HubError",
+    "add_user",
+    "create_project",
+    "grant",
+    "list_grants",
+    "list_projects",
+    "revoke",
+]

@@ -1,0 +1,176 @@
+"""The ``datahavn`` command.
+
+Administration commands talk to a running hub's REST API (``--hub-url`` or
+$DATAHAVN_HUB_URL; token from $DATAHAVN_ADMIN_TOKEN, never from argv, where
+``ps`` would show it). Every failure prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import admin
+from .grants import InvalidGrant, parse_until
+from .hubclient import HubClient, HubError
+from .names import InvalidName, check_project, check_user
+
+DEFAULT_HUB_URL = "http://127.0.0.1:8000"
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _hub(args) -> HubClient:
+    token = os.environ.get("DATAHAVN_ADMIN_TOKEN", "")
+    if not token:
+        raise HubError("DATAHAVN_ADMIN_TOKEN is not set: export an admin token of the hub")
+    url = args.hub_url or os.environ.get("DATAHAVN_HUB_URL") or DEFAULT_HUB_URL
+    if not url.startswith(("http://", "https://")):
+        raise HubError(f"invalid hub URL {url!r}: it must start with http:// or https://")
+    return HubClient(url, token)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()]
+    for r in rows:
+        lines.append("  ".join(str(r.get(c) or "").ljust(widths[c]) for c in columns).rstrip())
+    return "\n".join(lines)
+
+
+def _print(args, rows: list[dict], columns: list[str]) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, columns))
+
+
+def cmd_user_add(args):
+    admin.add_user(_hub(args), args.name)
+    print(f"added user {args.name}")
+
+
+def cmd_project_create(args):
+    admin.create_project(_hub(args), args.name, args.description)
+    print(f"created project {args.name}")
+
+
+def cmd_project_list(args):
+    _print(args, admin.list_projects(_hub(args)), ["name", "members", "description", "created_by", "created_at"])
+
+
+def cmd_grant(args):
+    until = parse_until(args.until) if args.until else None
+    grant = admin.grant(_hub(args), args.user, args.project, until, args.reason)
+    print(f"granted {grant.user} access to {grant.project}" + (f" until {grant.until}" if grant.until else ""))
+
+
+def cmd_revoke(args):
+    admin.revoke(_hub(args), args.user, args.project)
+    print(f"revoked {args.user}'s access to {args.project}; their {args.project} workspace is stopped")
+
+
+def cmd_grants(args):
+    rows = [vars(x) for x in admin.list_grants(_hub(args), args.project, args.user)]
+    _print(args, rows, ["project", "user", "status", "until", "reason", "by", "at", "revoked_by", "revoked_at"])
+
+
+def cmd_demo(args):
+    # The demo runs the hub on this machine, so it needs the hub side.
+    from datahavn.hub_config.demo import run_demo
+
+    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir)
+
+
+def _arg(check):
+    """Validate a name while parsing, so a bad one never reaches the hub."""
+
+    def convert(text):
+        try:
+            return check(text)
+        except InvalidName as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = check.__name__.replace("check_", "") + " name"
+    return convert
+
+
+USER, PROJECT = _arg(check_user), _arg(check_project)
+
+
+def build_parser() -> Parser:
+    hub_opts = Parser(add_help=False)
+    hub_opts.add_argument("--hub-url", help=f"the hub's public URL (default: $DATAHAVN_HUB_URL or {DEFAULT_HUB_URL})")
+    out_opts = Parser(add_help=False)
+    out_opts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = Parser(prog="datahavn", description="Datahavn: a secure analysis workspace for genomic data.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    d = sub.add_parser("demo", help="run the demo workspace on this machine (as root)")
+    d.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    d.add_argument("--state-dir", default=None, help="state directory (default /srv/datahavn)")
+    d.set_defaults(func=cmd_demo)
+
+    u = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
+    ua = u.add_parser("add", parents=[hub_opts], help="add a user")
+    ua.add_argument("name", type=USER)
+    ua.set_defaults(func=cmd_user_add)
+
+    pr = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True, parser_class=Parser)
+    pc = pr.add_parser("create", parents=[hub_opts], help="create a project")
+    pc.add_argument("name", type=PROJECT)
+    pc.add_argument("--description", default="", help="what the project is for")
+    pc.set_defaults(func=cmd_project_create)
+    pl = pr.add_parser("list", parents=[hub_opts, out_opts], help="list projects")
+    pl.set_defaults(func=cmd_project_list)
+
+    gr = sub.add_parser("grant", parents=[hub_opts], help="grant a user access to a project")
+    gr.add_argument("user", type=USER)
+    gr.add_argument("project", type=PROJECT)
+    gr.add_argument("--until", help="last day of access (YYYY-MM-DD, UTC) or an ISO 8601 time with zone")
+    gr.add_argument("--reason", default="", help="why access is granted (recorded)")
+    gr.set_defaults(func=cmd_grant)
+
+    rv = sub.add_parser("revoke", parents=[hub_opts], help="revoke a user's access and stop their workspace")
+    rv.add_argument("user", type=USER)
+    rv.add_argument("project", type=PROJECT)
+    rv.set_defaults(func=cmd_revoke)
+
+    gs = sub.add_parser("grants", parents=[hub_opts, out_opts], help="list grants: active, expired and revoked")
+    gs.add_argument("--project", type=PROJECT)
+    gs.add_argument("--user", type=USER)
+    gs.set_defaults(func=cmd_grants)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args) or 0
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except (InvalidName, InvalidGrant, HubError, admin.AdminError) as e:
+        print(f"datahavn: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

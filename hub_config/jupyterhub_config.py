@@ -1,0 +1,66 @@
+# Datahavn's JupyterHub configuration.
+#
+# Values come from the environment (see datahavn/hub_config/settings.py);
+# `datahavn demo` sets them. Run by hand:
+#     DATAHAVN_STATE_DIR=/srv/datahavn jupyterhub -f jupyterhub_config.py
+import os
+import sys
+
+from datahavn.hub_config.projects import user_projects
+from datahavn.hub_config.provision import ensure_state
+from datahavn.hub_config.settings import Settings
+from datahavn.hub_config.spawner import ProjectSpawner
+
+c = get_config()  # noqa: F821
+
+s = Settings.from_env()
+lay = s.layout
+ensure_state(lay)
+
+# -- state: everything under the state dir; hub/ is root-only (0700), its files 0600
+c.JupyterHub.db_url = f"sqlite:///{lay.hub_db}"
+c.JupyterHub.cookie_secret_file = str(lay.cookie_secret)
+c.JupyterHub.pid_file = str(lay.hub / "jupyterhub.pid")
+
+# -- network: the public proxy, the hub and the proxy's API on loopback
+c.JupyterHub.bind_url = f"http://{s.ip}:{s.port}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = s.hub_port
+c.JupyterHub.proxy_class = "configurable-http-proxy"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = str(lay.hub / "proxy.pid")
+c.ConfigurableHTTPProxy.debug = False
+
+# -- authentication. The demo uses shared passwords; production plugs in PAM, LDAP
+#    or OAuth (oauthenticator) here, with MFA at the identity provider.
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = s.user_password or None
+c.SharedPasswordAuthenticator.admin_password = s.admin_password or None
+c.Authenticator.admin_users = {"admin"}
+# Only users an administrator added may log in (`datahavn user add`).
+c.Authenticator.allow_all = False
+c.Authenticator.allow_existing_users = True
+
+# -- one server per (user, project): server name = project name
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
+c.JupyterHub.spawner_class = ProjectSpawner
+c.JupyterHub.default_url = "/hub/home"
+c.JupyterHub.redirect_to_server = False
+c.ProjectSpawner.state_dir = str(lay.root)
+c.ProjectSpawner.python_env = s.user_env
+c.Spawner.disable_user_config = True
+# The grant is re-checked at every poll: a revoked or expired grant stops the server.
+c.Spawner.poll_interval = s.poll_interval
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 30
+c.Spawner.default_url = "/lab"
+
+# -- the home page lists the user's projects
+c.JupyterHub.template_paths = [os.path.join(os.path.dirname(sys.modules[ProjectSpawner.__module__].__file__), "templates")]
+c.JupyterHub.template_vars = {"datahavn_projects": lambda user: user_projects(user.db, user.name)}
+
+# -- the administrators' scripting token (DATAHAVN_ADMIN_TOKEN), as a service's token
+if s.admin_token:
+    c.JupyterHub.services = [{"name": "datahavn-admin", "api_token": s.admin_token}]
+    c.JupyterHub.load_roles = [{"name": "admin", "services": ["datahavn-admin"]}]

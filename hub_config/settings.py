@@ -1,0 +1,62 @@
+"""Settings the hub reads from its environment (set by ``datahavn demo`` or a service unit).
+
+Kept apart from ``jupyterhub_config.py`` so the config file reads like any
+JupyterHub config and the values can be checked with one clear error each.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from datahavn.paths import DEFAULT_USER_ENV, Layout
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(env, name: str, default: int, low: int = 1, high: int = 65535) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"${name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"${name}={value} is out of range ({low}..{high})")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    layout: Layout
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    poll_interval: int = 10
+    user_env: str = DEFAULT_USER_ENV
+    admin_token: str = field(default="", repr=False)
+    user_password: str = field(default="", repr=False)
+    admin_password: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        token = env.get("DATAHAVN_ADMIN_TOKEN", "")
+        if token and len(token) < 32:
+            raise SettingsError("$DATAHAVN_ADMIN_TOKEN must be at least 32 characters")
+        return cls(
+            layout=Layout.from_env(env),
+            ip=env.get("DATAHAVN_IP", "127.0.0.1"),
+            port=_int(env, "DATAHAVN_PORT", 8000),
+            hub_port=_int(env, "DATAHAVN_HUB_PORT", 8081),
+            proxy_api_port=_int(env, "DATAHAVN_PROXY_API_PORT", 8001),
+            poll_interval=_int(env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60),
+            user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),
+            admin_token=token,
+            user_password=env.get("DATAHAVN_DEMO_PASSWORD", ""),
+            admin_password=env.get("DATAHAVN_DEMO_ADMIN_PASSWORD", ""),
+        )

@@ -1,0 +1,238 @@
+"""ProjectSpawner: one server per (user, project), as that pair's own unix account.
+
+The server name is the project name. The hub checks the grant when the server
+starts and again at every poll, so a revoked or expired grant stops a running
+server within ``poll_interval`` seconds. Subclasses for other platforms
+override :meth:`launch` and :meth:`terminate`; the grant check and the
+identity rule stay here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
+from traitlets import Float, Unicode, default
+
+from datahavn.names import InvalidName, check_project
+from datahavn.paths import DEFAULT_USER_ENV, Layout
+
+from . import provision
+from .projects import check_grant
+
+
+class ProjectSpawner(LocalProcessSpawner):
+    """Start a project workspace as the (user, project) unix account.
+
+    - refuses the default (unnamed) server: every workspace belongs to a project;
+    - refuses a project the user holds no current grant for;
+    - runs the server with the project's group as its only group, rooted in
+      the user's workspace, with the project's data and shared folders linked in;
+    - fails fast: if the server exits before it listens, the spawn fails with
+      the reason instead of waiting for ``http_timeout``.
+    """
+
+    state_dir = Unicode(
+        help="""Datahavn state directory (hub state, projects, workspaces).
+
+        Defaults to $DATAHAVN_STATE_DIR, else /srv/datahavn.
+        """,
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _default_state_dir(self):
+        return str(Layout.from_env().root)
+
+    python_env = Unicode(
+        DEFAULT_USER_ENV,
+        help="""Prefix of the users' Python environment (root-owned, read-only to users).
+
+        Must hold jupyterhub-singleuser and JupyterLab, and be executable by every account.
+        """,
+    ).tag(config=True)
+
+    listen_timeout = Float(
+        30,
+        help="""Seconds to wait for a started server to listen before the spawn fails.""",
+    ).tag(config=True)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(Path(self.state_dir))
+
+    @property
+    def project(self) -> str:
+        return self.name
+
+    @default("cmd")
+    def _default_cmd(self):
+        return [os.path.join(self.python_env, "bin", "jupyterhub-singleuser")]
+
+    @default("env_keep")
+    def _default_env_keep(self):
+        # Nothing of the hub's environment (tokens, PYTHONPATH, venv) leaks into servers.
+        return ["LANG", "LC_ALL", "TZ"]
+
+    @default("default_url")
+    def _default_url(self):
+        return "/lab"
+
+    # --- the checks -------------------------------------------------------
+
+    def check_allowed(self):
+        """Raise a 4xx HTTPError unless this spawn may happen."""
+        if not self.name:
+            raise web.HTTPError(
+                400,
+                "Datahavn workspaces belong to projects: start one from the home page, "
+                f"or open /hub/spawn/{self.user.name}/<project>.",
+            )
+        try:
+            check_project(self.name)
+        except InvalidName as e:
+            raise web.HTTPError(400, f"{e}") from None
+        grant = check_grant(self.db, self.user.name, self.name)
+        if not grant.current:
+            detail = {
+                "expired": f"your access expired at {grant.until}",
+                "revoked": "your access was revoked",
+            }.get(grant.status, "you have not been granted access")
+            raise web.HTTPError(
+                403,
+                f"Cannot start a workspace for project {self.name}: {detail}. "
+                "Ask an administrator for a grant.",
+            )
+        return grant
+
+    # --- starting ---------------------------------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        lay = self.layout
+        ws = lay.workspace(self.project, self.user.name)
+        env.update(
+            PATH=f"{self.python_env}/bin:/usr/local/bin:/usr/bin:/bin",
+            HOME=str(ws),
+            USER=self.account.pw_name,
+            SHELL="/usr/sbin/nologin",
+            # root-owned config; env paths win over the (ignored) user's
+            JUPYTER_CONFIG_DIR=str(lay.jupyter_config),
+            JUPYTER_PREFER_ENV_PATH="1",
+            JUPYTERLAB_SETTINGS_DIR=str(ws / ".jupyter" / "lab" / "user-settings"),
+            JUPYTERLAB_WORKSPACES_DIR=str(ws / ".jupyter" / "lab" / "workspaces"),
+            PYTHONNOUSERSITE="1",
+            DATAHAVN_PROJECT=self.project,
+            DATAHAVN_PROJECT_DIR=str(lay.project(self.project)),
+            DATAHAVN_WORKSPACE=str(ws),
+        )
+        return env
+
+    def user_env(self, env):
+        # LocalProcessSpawner looks up a unix user named like the hub user; get_env sets all of it.
+        return env
+
+    def make_preexec_fn(self, name):
+        uid, gid, cwd = self.account.pw_uid, self.account.pw_gid, self.notebook_dir
+
+        def preexec():
+            os.setgid(gid)
+            os.setgroups([gid])  # the project's group, and nothing else
+            os.setuid(uid)
+            os.umask(0o007)
+            os.chdir(cwd)
+
+        return preexec
+
+    async def start(self):
+        self.check_allowed()
+        try:
+            self.account = provision.ensure_account(self.layout, self.user.name, self.project)
+        except provision.ProvisionError as e:
+            self.log.error("Cannot provision %s: %s", self._log_name, e)
+            raise web.HTTPError(500, f"Cannot prepare the workspace: {e}") from None
+        self.notebook_dir = str(self.layout.workspace(self.project, self.user.name))
+        log_path = self.layout.logs / f"{self.account.pw_name}.log"
+        self._log_file = open(log_path, "ab")  # root-only: the user cannot rewrite it
+        self.popen_kwargs = {"stdout": self._log_file, "stderr": self._log_file}
+        try:
+            ip, port = await super().start()
+        finally:
+            self._log_file.close()
+        await self._wait_listening(ip, port, log_path)
+        return ip, port
+
+    async def _wait_listening(self, ip: str, port: int, log_path: Path) -> None:
+        """Return once the server accepts connections; fail fast if it exits first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.listen_timeout
+        while loop.time() < deadline:
+            status = self.proc.poll() if self.proc else None
+            if status is not None:
+                tail = _tail(log_path)
+                self.log.error("Server %s exited with %s before listening:\n%s", self._log_name, status, tail)
+                raise web.HTTPError(
+                    500,
+                    f"The workspace for {self.project!r} exited during start-up (status {status}). "
+                    f"Last log line: {tail.splitlines()[-1] if tail else '(none)'}",
+                )
+            try:
+                with socket.create_connection((ip, port), timeout=0.5):
+                    return
+            except OSError:
+                await asyncio.sleep(0.2)
+        await self.terminate()
+        raise web.HTTPError(500, f"The workspace for {self.project!r} did not start within {self.listen_timeout:.0f} s.")
+
+    # --- running and stopping ---------------------------------------------
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self.name:
+            grant = check_grant(self.db, self.user.name, self.name)
+            if not grant.current:
+                self.log.warning(
+                    "Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until
+                )
+                await self.terminate()
+                return 0
+        return status
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self.terminate()
+
+    async def terminate(self) -> None:
+        """Kill the server and everything else its account still runs (kernels, workers)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        uid = getattr(getattr(self, "account", None), "pw_uid", None)
+        if uid is None and self.name:
+            uid = _uid_of(self.user.name, self.name)
+        if uid:
+            provision.kill_account(uid)
+        if self.proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+        self.clear_state()
+
+
+def _uid_of(user: str, project: str):
+    import pwd
+
+    from datahavn.names import account_name
+
+    try:
+        return pwd.getpwnam(account_name(user, project)).pw_uid
+    except (KeyError, ValueError):
+        return None
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
