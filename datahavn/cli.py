@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
     def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
 def _hub(args) -> HubClient:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from http.client import responses
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -23,6 +24,27 @@ from datahavn.paths import DEFAULT_USER_ENV, Layout
 
 from . import provision
 from .projects import check_grant
+
+
+class WorkspaceError(web.HTTPError):
+    """A refused or failed spawn whose message JupyterHub shows as it is.
+
+    JupyterHub sets ``reason = "error"`` on spawn errors and then shows a
+    generic text for that reason; ``jupyterhub_message`` takes precedence, and
+    ``reason`` stays the HTTP phrase so the page's heading reads "403 : Forbidden".
+    """
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(status_code, message)
+        self.jupyterhub_message = message
+
+    @property
+    def reason(self):
+        return responses.get(self.status_code, "Error")
+
+    @reason.setter
+    def reason(self, value):
+        pass
 
 
 class ProjectSpawner(LocalProcessSpawner):
@@ -86,7 +108,7 @@ class ProjectSpawner(LocalProcessSpawner):
     def check_allowed(self):
         """Raise a 4xx HTTPError unless this spawn may happen."""
         if not self.name:
-            raise web.HTTPError(
+            raise WorkspaceError(
                 400,
                 "Datahavn workspaces belong to projects: start one from the home page, "
                 f"or open /hub/spawn/{self.user.name}/<project>.",
@@ -94,14 +116,14 @@ class ProjectSpawner(LocalProcessSpawner):
         try:
             check_project(self.name)
         except InvalidName as e:
-            raise web.HTTPError(400, f"{e}") from None
+            raise WorkspaceError(400, f"{e}") from None
         grant = check_grant(self.db, self.user.name, self.name)
         if not grant.current:
             detail = {
                 "expired": f"your access expired at {grant.until}",
                 "revoked": "your access was revoked",
             }.get(grant.status, "you have not been granted access")
-            raise web.HTTPError(
+            raise WorkspaceError(
                 403,
                 f"Cannot start a workspace for project {self.name}: {detail}. "
                 "Ask an administrator for a grant.",
@@ -153,7 +175,7 @@ class ProjectSpawner(LocalProcessSpawner):
             self.account = provision.ensure_account(self.layout, self.user.name, self.project)
         except provision.ProvisionError as e:
             self.log.error("Cannot provision %s: %s", self._log_name, e)
-            raise web.HTTPError(500, f"Cannot prepare the workspace: {e}") from None
+            raise WorkspaceError(500, f"Cannot prepare the workspace: {e}") from None
         self.notebook_dir = str(self.layout.workspace(self.project, self.user.name))
         log_path = self.layout.logs / f"{self.account.pw_name}.log"
         self._log_file = open(log_path, "ab")  # root-only: the user cannot rewrite it
@@ -174,7 +196,7 @@ class ProjectSpawner(LocalProcessSpawner):
             if status is not None:
                 tail = _tail(log_path)
                 self.log.error("Server %s exited with %s before listening:\n%s", self._log_name, status, tail)
-                raise web.HTTPError(
+                raise WorkspaceError(
                     500,
                     f"The workspace for {self.project!r} exited during start-up (status {status}). "
                     f"Last log line: {tail.splitlines()[-1] if tail else '(none)'}",
@@ -185,7 +207,7 @@ class ProjectSpawner(LocalProcessSpawner):
             except OSError:
                 await asyncio.sleep(0.2)
         await self.terminate()
-        raise web.HTTPError(500, f"The workspace for {self.project!r} did not start within {self.listen_timeout:.0f} s.")
+        raise WorkspaceError(500, f"The workspace for {self.project!r} did not start within {self.listen_timeout:.0f} s.")
 
     # --- running and stopping ---------------------------------------------
 
