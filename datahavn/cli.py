@@ -131,7 +131,9 @@ def build_parser() -> Parser:
     ua.add_argument("name", type=USER)
     ua.set_defaults(func=cmd_user_add)
 
-    pr = sub.add_parser("project", help="manage projects").add_subparsers(dest="action", required=True, parser_class=Parser)
+    pr = sub.add_parser("project", help="manage projects").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
     pc = pr.add_parser("create", parents=[hub_opts], help="create a project")
     pc.add_argument("name", type=PROJECT)
     pc.add_argument("--description", default="", help="what the project is for")

@@ -31,11 +31,11 @@ class InvalidGrant(ValueError):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def isoformat(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -51,15 +51,11 @@ def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         if len(text) == 10:
             day = dt.date.fromisoformat(text)
-            until = dt.datetime.combine(
-                day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc
-            )
+            until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         else:
             until = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
             if until.tzinfo is None:
-                raise InvalidGrant(
-                    f"expiry {text!r} has no time zone: add Z for UTC, or give a date"
-                )
+                raise InvalidGrant(f"expiry {text!r} has no time zone: add Z for UTC, or give a date")
     except ValueError as e:
         if isinstance(e, InvalidGrant):
             raise
@@ -68,7 +64,7 @@ def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
         ) from None
     if until <= now:
         raise InvalidGrant(f"expiry {isoformat(until)} is already in the past")
-    return until.astimezone(dt.timezone.utc)
+    return until.astimezone(dt.UTC)
 
 
 def project_record(properties: dict | None) -> dict | None:

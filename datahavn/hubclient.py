@@ -33,8 +33,7 @@ class HubClient:
             return resp
         if resp.status_code in (401, 403):
             raise HubError(
-                f"the hub at {self.url} refused the token (HTTP {resp.status_code}): "
-                "check DATAHAVN_ADMIN_TOKEN"
+                f"the hub at {self.url} refused the token (HTTP {resp.status_code}): check DATAHAVN_ADMIN_TOKEN"
             )
         try:
             message = resp.json().get("message") or resp.reason
@@ -54,9 +53,7 @@ class HubClient:
         """GET every page of a paginated list."""
         items, offset = [], 0
         while True:
-            resp = self.request(
-                "GET", path, params={"offset": offset, "limit": 200}, headers={"Accept": PAGINATION}
-            )
+            resp = self.request("GET", path, params={"offset": offset, "limit": 200}, headers={"Accept": PAGINATION})
             page = resp.json()
             items.extend(page["items"])
             nxt = page.get("_pagination", {}).get("next")

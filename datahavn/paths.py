@@ -21,7 +21,7 @@ class Layout:
     root: Path
 
     @classmethod
-    def from_env(cls, env=None) -> "Layout":
+    def from_env(cls, env=None) -> Layout:
         env = os.environ if env is None else env
         return cls(Path(env.get("DATAHAVN_STATE_DIR") or DEFAULT_STATE_DIR).absolute())
 

@@ -58,6 +58,14 @@ def _secret(layout: Layout, name: str, env_name: str, nbytes: int) -> str:
     return value
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when its parent dies, even by SIGKILL."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def write_demo_dataset(layout: Layout, project: str, seed: int, name: str = "demo.vcz") -> Path:
     """A small genotype store in the VCF Zarr layout, read-only to the project's group."""
     final = layout.data(project) / name
@@ -88,7 +96,7 @@ def _write_store(tmp: Path, project: str, seed: int, gid: int) -> None:
     root.create_array("contig_id", data=np.array(["chr1"]))
     root.create_array("sample_id", data=np.array([f"{project}_{i:03d}" for i in range(samples)]))
     root.attrs["source"] = "datahavn demo (random genotypes)"
-    for dirpath, dirnames, filenames in os.walk(tmp):
+    for dirpath, _dirs, filenames in os.walk(tmp):
         os.chown(dirpath, 0, gid)
         os.chmod(dirpath, 0o2750)
         for f in filenames:
@@ -159,7 +167,7 @@ def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = No
     # configurable-http-proxy comes from npm; make sure the hub finds it.
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}:/usr/local/bin:/usr/bin"
     jupyterhub = str(Path(sys.executable).with_name("jupyterhub"))
-    proc = subprocess.Popen([jupyterhub, "-f", str(CONFIG)], cwd=layout.hub, env=env)
+    proc = subprocess.Popen([jupyterhub, "-f", str(CONFIG)], cwd=layout.hub, env=env, preexec_fn=die_with_parent)
 
     def forward(signum, frame):
         # JupyterHub stops cleanly (with its servers) on SIGTERM.
@@ -185,9 +193,13 @@ def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = No
         f"  Log in as alice, bob or carol with password: {user_password}\n"
         f"  Log in as admin with password: {admin_password}\n"
         f"  Scripts: export DATAHAVN_HUB_URL={url}"
-        + ("" if os.environ.get("DATAHAVN_ADMIN_TOKEN") else f" DATAHAVN_ADMIN_TOKEN=$(cat {layout.secrets / 'admin-token'})")
+        + (
+            ""
+            if os.environ.get("DATAHAVN_ADMIN_TOKEN")
+            else f" DATAHAVN_ADMIN_TOKEN=$(cat {layout.secrets / 'admin-token'})"
+        )
         + "\n"
-        f"  Stop with Ctrl-C.\n",
+        "  Stop with Ctrl-C.\n",
         flush=True,
     )
     return proc.wait()

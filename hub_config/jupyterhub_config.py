@@ -57,8 +57,13 @@ c.Spawner.http_timeout = 30
 c.Spawner.default_url = "/lab"
 
 # -- the home page lists the user's projects
-c.JupyterHub.template_paths = [os.path.join(os.path.dirname(sys.modules[ProjectSpawner.__module__].__file__), "templates")]
-c.JupyterHub.template_vars = {"datahavn_projects": lambda user: user_projects(user.db, user.name)}
+c.JupyterHub.template_paths = [
+    os.path.join(os.path.dirname(sys.modules[ProjectSpawner.__module__].__file__), "templates")
+]
+c.JupyterHub.template_vars = {
+    # called for every page, the login page too (user is None there)
+    "datahavn_projects": lambda user: user_projects(user.db, user.name) if user else [],
+}
 
 # -- the administrators' scripting token (DATAHAVN_ADMIN_TOKEN), as a service's token
 if s.admin_token:

@@ -43,7 +43,7 @@ class Settings:
     admin_password: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None) -> Settings:
         env = os.environ if env is None else env
         token = env.get("DATAHAVN_ADMIN_TOKEN", "")
         if token and len(token) < 32:

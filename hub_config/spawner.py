@@ -125,8 +125,7 @@ class ProjectSpawner(LocalProcessSpawner):
             }.get(grant.status, "you have not been granted access")
             raise WorkspaceError(
                 403,
-                f"Cannot start a workspace for project {self.name}: {detail}. "
-                "Ask an administrator for a grant.",
+                f"Cannot start a workspace for project {self.name}: {detail}. Ask an administrator for a grant.",
             )
         return grant
 
@@ -207,7 +206,9 @@ class ProjectSpawner(LocalProcessSpawner):
             except OSError:
                 await asyncio.sleep(0.2)
         await self.terminate()
-        raise WorkspaceError(500, f"The workspace for {self.project!r} did not start within {self.listen_timeout:.0f} s.")
+        raise WorkspaceError(
+            500, f"The workspace for {self.project!r} did not start within {self.listen_timeout:.0f} s."
+        )
 
     # --- running and stopping ---------------------------------------------
 
@@ -216,9 +217,7 @@ class ProjectSpawner(LocalProcessSpawner):
         if status is None and self.name:
             grant = check_grant(self.db, self.user.name, self.name)
             if not grant.current:
-                self.log.warning(
-                    "Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until
-                )
+                self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
                 await self.terminate()
                 return 0
         return status
@@ -257,4 +256,3 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-

@@ -15,7 +15,7 @@ fi
 
 # 1. Debian packages
 need=()
-for pkg in python3-venv python3-dev chromium postgresql; do
+for pkg in python3-venv chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from datahavn.hub_config.demo import die_with_parent
 
 from datahavn.hubclient import HubClient
 from datahavn.paths import Layout
@@ -70,8 +71,19 @@ class Hub:
         )
         self.log_path = ARTIFACTS / f"hub-{name}.log"
         self.log = open(self.log_path, "w")
-        cmd = [sys.executable, "-m", "datahavn.cli", "demo", "--port", str(self.port), "--state-dir", str(self.layout.root)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "datahavn.cli",
+            "demo",
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.layout.root),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
         self.api = HubClient(self.url, self.token)
         self._wait_ready()
 

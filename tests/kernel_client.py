@@ -44,7 +44,7 @@ class KernelClient:
         self.session = uuid.uuid4().hex
 
     @classmethod
-    async def connect(cls, server_url: str, kernel_id: str, token: str) -> "KernelClient":
+    async def connect(cls, server_url: str, kernel_id: str, token: str) -> KernelClient:
         ws_url = server_url.replace("http", "ws", 1).rstrip("/") + f"/api/kernels/{kernel_id}/channels"
         req = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"})
         return cls(await websocket_connect(req, max_message_size=64 * 1024 * 1024))

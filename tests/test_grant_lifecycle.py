@@ -5,8 +5,9 @@ import json
 import pwd
 import time
 
-from datahavn.grants import isoformat
 from datahavn.hub_config.provision import account_pids
+
+from datahavn.grants import isoformat
 from datahavn.names import account_name
 
 LIMIT = 60  # the promise: a lapsed grant stops the running workspace within 60 s
@@ -32,12 +33,12 @@ def assert_nothing_left_running(user, project):
 
 
 def test_expired_grant_stops_the_server_and_refuses_spawns(hub, cli, unique):
-    expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=25)
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=25)
     user, project = setup_member(hub, cli, unique, "--until", isoformat(expiry))
     hub.start(user, project)
     assert grant_of(cli, user, project)["status"] == "active"
 
-    time.sleep(max(0, (expiry - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+    time.sleep(max(0, (expiry - dt.datetime.now(dt.UTC)).total_seconds()))
     took = hub.wait_stopped(user, project, timeout=LIMIT)
     print(f"stopped {took:.1f} s after expiry")
     assert_nothing_left_running(user, project)
