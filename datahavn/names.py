@@ -25,7 +25,7 @@ class InvalidName(ValueError):
 def _check(kind: str, name: object, pattern: re.Pattern, rule: str) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidName(f"{kind} name is empty")
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         shown = name if len(name) <= 40 else name[:37] + "..."
         raise InvalidName(f"invalid {kind} name {shown!r}: {rule}")
     return name
