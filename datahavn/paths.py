@@ -47,6 +47,14 @@ class Layout:
         return self.hub / "secrets"
 
     @property
+    def audit_db(self) -> Path:
+        return self.hub / "audit.sqlite"
+
+    @property
+    def audit_key(self) -> Path:
+        return self.secrets / "audit-key"
+
+    @property
     def airlock(self) -> Path:
         return self.root / "airlock"
 

@@ -1,0 +1,23 @@
+"""Datahavn's jupyter-server extensions, loaded in every single-user server.
+
+Enabled by ``etc/jupyter/jupyter_server_config.d/datahavn.json`` in the users'
+(root-owned) environment, which also installs the audited kernel websocket
+connection class (:mod:`datahavn.extensions.audit`).
+"""
+
+AUDIT_CONNECTION = "datahavn.extensions.audit.AuditedConnection"
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "datahavn.extensions"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    # Fail closed: whatever configuration won, kernel websockets go through the audit.
+    if serverapp.kernel_websocket_connection_class.__module__ + ".AuditedConnection" != AUDIT_CONNECTION:
+        from .audit import AuditedConnection
+
+        serverapp.log.warning("datahavn: forcing the audited kernel websocket connection")
+        serverapp.kernel_websocket_connection_class = AuditedConnection
+        serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection
+    serverapp.log.info("datahavn: audit of kernel messages is on")

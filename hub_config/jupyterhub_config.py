@@ -6,6 +6,8 @@
 import os
 import sys
 
+from datahavn.hub_config import audit_hub
+from datahavn.hub_config.audit_service import AUDIT_SCOPE, open_store
 from datahavn.hub_config.projects import user_projects
 from datahavn.hub_config.provision import ensure_state
 from datahavn.hub_config.settings import Settings
@@ -65,7 +67,32 @@ c.JupyterHub.template_vars = {
     "datahavn_projects": lambda user: user_projects(user.db, user.name) if user else [],
 }
 
+# -- the audit trail: a managed service owns the store (hub/audit.sqlite, or $DATAHAVN_AUDIT_DB_URL);
+#    the hub records its own events (logins, spawns, grants, denials) into the same sequence
+audit_url = f"http://127.0.0.1:{s.audit_port}"
+c.JupyterHub.custom_scopes = {AUDIT_SCOPE: {"description": "Read and verify the Datahavn audit trail."}}
+c.JupyterHub.services = [
+    {
+        "name": "datahavn-audit",
+        "url": audit_url,
+        "command": [sys.executable, "-m", "datahavn.hub_config.audit_service"],
+        "environment": {"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url},
+        "oauth_no_confirm": True,
+        # the page's OAuth token carries the auditor scope of users who hold it
+        "oauth_client_allowed_scopes": [AUDIT_SCOPE],
+    }
+]
+c.JupyterHub.load_roles = [
+    # least privilege: the service needs no hub scopes (it identifies tokens through the hub)
+    {"name": "datahavn-audit", "scopes": [], "services": ["datahavn-audit"]},
+    {"name": "datahavn-auditor", "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"], "users": ["admin"]},
+]
+c.ProjectSpawner.environment = {"DATAHAVN_AUDIT_URL": f"{audit_url}/services/datahavn-audit/"}
+audit_hub.configure(open_store(lay, s.audit_db_url))
+c.JupyterHub.tornado_settings = {"log_function": audit_hub.log_function}
+
 # -- the administrators' scripting token (DATAHAVN_ADMIN_TOKEN), as a service's token
 if s.admin_token:
-    c.JupyterHub.services = [{"name": "datahavn-admin", "api_token": s.admin_token}]
-    c.JupyterHub.load_roles = [{"name": "admin", "services": ["datahavn-admin"]}]
+    c.JupyterHub.services.append({"name": "datahavn-admin", "api_token": s.admin_token})
+    c.JupyterHub.load_roles.append({"name": "admin", "services": ["datahavn-admin"]})
+    c.JupyterHub.load_roles[1]["services"] = ["datahavn-admin"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import secrets
 import signal
 import subprocess
 from pathlib import Path
@@ -50,6 +51,11 @@ def ensure_state(layout: Layout) -> None:
     for private in (layout.hub_db,):
         private.touch(mode=0o600, exist_ok=True)
         os.chmod(private, 0o600)
+    # the audit store's key: root only, never in the environment of anything
+    if not layout.audit_key.exists():
+        fd = os.open(layout.audit_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
     # jupyter_core writes {JUPYTER_CONFIG_DIR}/migrated on first start; it is read-only to servers.
     migrated = layout.jupyter_config / "migrated"
     migrated.touch(exist_ok=True)

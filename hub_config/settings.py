@@ -37,6 +37,8 @@ class Settings:
     hub_port: int = 8081
     proxy_api_port: int = 8001
     poll_interval: int = 10
+    audit_port: int = 8002
+    audit_db_url: str = field(default="", repr=False)
     user_env: str = DEFAULT_USER_ENV
     admin_token: str = field(default="", repr=False)
     user_password: str = field(default="", repr=False)
@@ -55,6 +57,8 @@ class Settings:
             hub_port=_int(env, "DATAHAVN_HUB_PORT", 8081),
             proxy_api_port=_int(env, "DATAHAVN_PROXY_API_PORT", 8001),
             poll_interval=_int(env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60),
+            audit_port=_int(env, "DATAHAVN_AUDIT_PORT", 8002),
+            audit_db_url=env.get("DATAHAVN_AUDIT_DB_URL", ""),
             user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),
             admin_token=token,
             user_password=env.get("DATAHAVN_DEMO_PASSWORD", ""),

@@ -22,7 +22,7 @@ from traitlets import Float, Unicode, default
 from datahavn.names import InvalidName, check_project
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
-from . import provision
+from . import audit_hub, provision
 from .projects import check_grant
 
 
@@ -168,8 +168,23 @@ class ProjectSpawner(LocalProcessSpawner):
 
         return preexec
 
+    def _actor(self) -> str | None:
+        handler = getattr(self, "handler", None)
+        who = getattr(handler, "current_user", None) if handler is not None else None
+        return getattr(who, "name", None)
+
+    def _audit(self, kind: str, **fields) -> None:
+        audit_hub.record(
+            kind, user=self.user.name, project=self.name or None,
+            server=f"{self.user.name}/{self.name}", **fields,
+        )  # fmt: skip
+
     async def start(self):
-        self.check_allowed()
+        try:
+            self.check_allowed()
+        except WorkspaceError as e:
+            self._audit("spawn_refused", actor=self._actor(), outcome=f"HTTP {e.status_code}", detail=e.log_message)
+            raise
         try:
             self.account = provision.ensure_account(self.layout, self.user.name, self.project)
         except provision.ProvisionError as e:
@@ -183,7 +198,12 @@ class ProjectSpawner(LocalProcessSpawner):
             ip, port = await super().start()
         finally:
             self._log_file.close()
-        await self._wait_listening(ip, port, log_path)
+        try:
+            await self._wait_listening(ip, port, log_path)
+        except WorkspaceError as e:
+            self._audit("spawn", actor=self._actor(), outcome="error", detail=e.log_message)
+            raise
+        self._audit("spawn", actor=self._actor(), outcome="ok", detail={"uid": self.account.pw_uid, "port": port})
         return ip, port
 
     async def _wait_listening(self, ip: str, port: int, log_path: Path) -> None:
@@ -219,12 +239,14 @@ class ProjectSpawner(LocalProcessSpawner):
             if not grant.current:
                 self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
                 await self.terminate()
+                self._audit("stop", actor="hub", outcome="ok", detail=f"grant {grant.status}")
                 return 0
         return status
 
     async def stop(self, now=False):
         await super().stop(now=now)
         await self.terminate()
+        self._audit("stop", actor=self._actor(), outcome="ok")
 
     async def terminate(self) -> None:
         """Kill the server and everything else its account still runs (kernels, workers)."""

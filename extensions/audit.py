@@ -1,0 +1,215 @@
+"""The audited kernel websocket: every message that can run code is recorded before the kernel sees it.
+
+``AuditedConnection`` replaces jupyter-server's ``ZMQChannelsWebsocketConnection``.
+Incoming frames (both the legacy JSON protocol and ``v1.kernel.websocket.jupyter.org``)
+go through a queue, one at a time and in order: a code-carrying message
+(:data:`datahavn.audit_schema.CODE_MSG_TYPES`) is posted to the audit service with
+the server's own hub token and forwarded to the kernel only once the service has
+acknowledged it. No acknowledgement within ``audit_timeout``: the message is
+dropped and the client gets an error reply saying the audit trail is unavailable.
+When the reply to an execution comes back, an ``execute_reply`` event (status,
+duration, bytes sent to the browser) is posted without holding anything up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.utils import url_path_join
+from tornado.escape import json_decode
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Float, Unicode, default
+
+from datahavn.audit_schema import CODE_MSG_TYPES
+
+V1 = "v1.kernel.websocket.jupyter.org"
+UNAVAILABLE = "AuditUnavailable"
+
+
+class AuditRefused(Exception):
+    pass
+
+
+def code_of(msg_type: str, content: dict) -> str:
+    """What a message would make the kernel run, as text."""
+    if msg_type == "execute_request":
+        return str(content.get("code", ""))
+    if msg_type == "input_reply":
+        return str(content.get("value", ""))
+    return json.dumps(content, sort_keys=True, default=str)
+
+
+class AuditedConnection(ZMQChannelsWebsocketConnection):
+    audit_url = Unicode(
+        help="""URL of the datahavn-audit service (its prefix). Empty: no code runs (fail closed).""",
+    ).tag(config=True)
+
+    @default("audit_url")
+    def _default_audit_url(self):
+        return os.environ.get("DATAHAVN_AUDIT_URL", "")
+
+    audit_timeout = Float(
+        5.0,
+        help="""Seconds to wait for the audit service to acknowledge a message before refusing it.""",
+    ).tag(config=True)
+
+    # --- incoming: browser -> kernel -------------------------------------
+
+    def handle_incoming_message(self, incoming_msg) -> None:
+        if not hasattr(self, "_inbox"):
+            self._inbox: asyncio.Queue = asyncio.Queue()
+            self._pending: dict[str, tuple[float, int]] = {}
+            self._worker = asyncio.ensure_future(self._drain())
+        self._inbox.put_nowait(incoming_msg)
+
+    async def _drain(self) -> None:
+        while True:
+            raw = await self._inbox.get()
+            try:
+                await self._audit_then_forward(raw)
+            except Exception:
+                self.log.exception("datahavn: dropped a kernel message that could not be handled")
+
+    def _parse(self, raw) -> tuple[str, dict, dict]:
+        if self.subprotocol == V1:
+            channel, parts = deserialize_msg_from_ws_v1(raw)
+            return channel, self.session.unpack(parts[0]), self.session.unpack(parts[3])
+        msg = deserialize_binary_message(raw) if isinstance(raw, bytes) else json.loads(raw)
+        return msg.get("channel") or "shell", msg["header"], msg.get("content") or {}
+
+    async def _audit_then_forward(self, raw) -> None:
+        if not self.channels:
+            return
+        channel, header, content = self._parse(raw)
+        msg_type = header.get("msg_type", "")
+        if msg_type in CODE_MSG_TYPES:
+            try:
+                seq = await self._record(channel, header, content)
+            except AuditRefused as e:
+                self.log.error("datahavn: refused %s %s: %s", msg_type, header.get("msg_id"), e)
+                self._refuse(channel, header, str(e))
+                return
+            if msg_type == "execute_request":
+                self._pending[header.get("msg_id", "")] = (time.monotonic(), seq)
+        super().handle_incoming_message(raw)
+
+    async def _path(self) -> str | None:
+        sm = self.websocket_handler.settings.get("session_manager")
+        if sm is None:
+            return None
+        try:
+            for s in await sm.list_sessions():
+                if s.get("kernel", {}).get("id") == self.kernel_id:
+                    return s.get("path")
+        except Exception:
+            return None
+        return None
+
+    async def _post(self, event: dict, timeout: float) -> dict:
+        if not self.audit_url:
+            raise AuditRefused("no audit service is configured")
+        req = HTTPRequest(
+            url_path_join(self.audit_url, "api/events"),
+            method="POST",
+            body=json.dumps(event),
+            headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}",
+                     "Content-Type": "application/json"},
+            request_timeout=timeout,
+            connect_timeout=timeout,
+        )  # fmt: skip
+        try:
+            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        except Exception as e:
+            raise AuditRefused(f"the audit service did not answer ({type(e).__name__})") from None
+        if resp.code != 200:
+            raise AuditRefused(f"the audit service did not record it (HTTP {resp.code})")
+        return json_decode(resp.body)
+
+    async def _record(self, channel: str, header: dict, content: dict) -> int:
+        msg_type = header.get("msg_type", "")
+        event = {
+            "kind": "execute",
+            "kernel_id": self.kernel_id,
+            "session": header.get("session"),
+            "msg_id": header.get("msg_id"),
+            "msg_type": msg_type,
+            "channel": channel,
+            "path": await self._path(),
+            "code": code_of(msg_type, content),
+        }
+        reply = await self._post(event, self.audit_timeout)
+        return int(reply["seq"])
+
+    def _send(self, channel: str, msg: dict) -> None:
+        if self.subprotocol == V1:
+            self.write_message(serialize_msg_to_ws_v1(msg, channel, self.session.pack), binary=True)
+        else:
+            msg["channel"] = channel
+            self.write_message(json.dumps(msg, default=str))
+
+    def _refuse(self, channel: str, header: dict, why: str) -> None:
+        """Tell the client, in the protocol it speaks, that the message did not run and why."""
+        text = f"Not run: the audit trail is unavailable ({why}). Nothing runs unless it is recorded."
+        parent = {"header": header}
+        if header.get("msg_type") == "execute_request":
+            error = {"ename": UNAVAILABLE, "evalue": text, "traceback": [f"{UNAVAILABLE}: {text}"]}
+            self._send("iopub", self.session.msg("status", {"execution_state": "busy"}, parent=parent))
+            self._send("iopub", self.session.msg("error", error, parent=parent))
+            self._send("iopub", self.session.msg("status", {"execution_state": "idle"}, parent=parent))
+            reply = {"status": "error", "execution_count": None, **error}
+            self._send("shell", self.session.msg("execute_reply", reply, parent=parent))
+        else:
+            self._send("iopub", self.session.msg("stream", {"name": "stderr", "text": text + "\n"}, parent=parent))
+
+    # --- outgoing: kernel -> browser ---------------------------------------
+
+    def handle_outgoing_message(self, stream, outgoing_msg) -> None:
+        pending = getattr(self, "_pending", None)
+        if pending:
+            self._account(stream, outgoing_msg, pending)
+        super().handle_outgoing_message(stream, outgoing_msg)
+
+    def _account(self, stream, msg_list, pending) -> None:
+        try:
+            _, parts = self.session.feed_identities(msg_list)
+            parent = self.session.unpack(parts[2])
+            msg_id = parent.get("msg_id")
+            if msg_id not in pending:
+                return
+            size = sum(len(p) for p in parts[1:])
+            self._bytes = getattr(self, "_bytes", {})
+            self._bytes[msg_id] = self._bytes.get(msg_id, 0) + size
+            header = self.session.unpack(parts[1])
+            if header.get("msg_type") == "execute_reply":
+                t0, seq = pending.pop(msg_id)
+                content = self.session.unpack(parts[4])
+                event = {
+                    "kind": "execute_reply", "kernel_id": self.kernel_id, "msg_id": msg_id,
+                    "msg_type": "execute_reply", "status": content.get("status"),
+                    "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+                    "output_bytes": self._bytes.pop(msg_id, 0), "detail": {"execute_seq": seq},
+                }  # fmt: skip
+                asyncio.ensure_future(self._post_quietly(event))
+        except Exception:
+            self.log.debug("datahavn: could not account an outgoing message", exc_info=True)
+
+    async def _post_quietly(self, event: dict) -> None:
+        try:
+            await self._post(event, 30)
+        except AuditRefused as e:
+            self.log.error("datahavn: execute_reply not recorded: %s", e)
+
+    def close(self):
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.cancel()
+        return super().close()
