@@ -8,12 +8,14 @@ $DATAHAVN_HUB_URL; token from $DATAHAVN_ADMIN_TOKEN, never from argv, where
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 
 from . import admin
-from .grants import InvalidGrant, parse_until
+from .audit_schema import KINDS
+from .grants import InvalidGrant, isoformat, parse_until
 from .hubclient import HubClient, HubError
 from .names import InvalidName, check_project, check_user
 
@@ -88,6 +90,56 @@ def cmd_grants(args):
     _print(args, rows, ["project", "user", "status", "until", "reason", "by", "at", "revoked_by", "revoked_at"])
 
 
+def _audit_filters(args) -> dict:
+    return {k: getattr(args, k) for k in ("user", "project", "kind", "since", "until", "grep") if getattr(args, k)}
+
+
+def _summary(event: dict) -> str:
+    if event.get("code") is not None:
+        lines = event["code"].strip().splitlines() or [""]
+        return lines[0][:60] + (" ..." if len(lines) > 1 or len(lines[0]) > 60 else "")
+    if event.get("kind") == "execute_reply":
+        return f"{event.get('status')} {event.get('duration_ms')} ms {event.get('output_bytes')} bytes"
+    detail = event.get("detail")
+    return " ".join(str(x) for x in (event.get("outcome"), json.dumps(detail) if detail else None) if x)
+
+
+def cmd_audit_query(args):
+    rows = _hub(args).audit("/events", **_audit_filters(args)).json()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [{**r, "who": r.get("actor") or "", "summary": _summary(r)} for r in rows]
+    print(_table(table, ["seq", "time", "kind", "user", "project", "who", "summary"]))
+
+
+def cmd_audit_export(args):
+    body = _hub(args).audit("/events", format=args.format).content
+    if not args.output:
+        sys.stdout.buffer.write(body)
+        return
+    # written next to the target, then renamed: an interrupted export leaves no half file
+    tmp = f"{args.output}.part-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.replace(tmp, args.output)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise HubError(f"cannot write {args.output}: {e.strerror}") from None
+    print(f"exported to {args.output}", file=sys.stderr)
+
+
+def cmd_audit_verify(args):
+    result = _hub(args).audit("/verify").json()
+    if result["ok"]:
+        print(f"audit trail sound: {result['count']} records")
+        return 0
+    print(f"datahavn: error: audit trail broken at seq {result['first_bad_seq']}: {result['reason']}", file=sys.stderr)
+    return 3
+
+
 def cmd_demo(args):
     # The demo runs the hub on this machine, so it needs the hub side.
     from datahavn.hub_config.demo import run_demo
@@ -108,7 +160,24 @@ def _arg(check):
     return convert
 
 
+def _check_kind(text: str) -> str:
+    if text not in KINDS:
+        raise InvalidName(f"unknown event kind {text!r}: one of {', '.join(sorted(KINDS))}")
+    return text
+
+
+def _check_time(text: str) -> str:
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidName(f"invalid time {text!r}: use YYYY-MM-DD or ISO 8601") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return isoformat(when)
+
+
 USER, PROJECT = _arg(check_user), _arg(check_project)
+KIND, TIME = _arg(_check_kind), _arg(_check_time)
 
 
 def build_parser() -> Parser:
@@ -157,6 +226,23 @@ def build_parser() -> Parser:
     gs.add_argument("--project", type=PROJECT)
     gs.add_argument("--user", type=USER)
     gs.set_defaults(func=cmd_grants)
+    au = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    aq = au.add_parser("query", parents=[hub_opts, out_opts], help="list audit events")
+    aq.add_argument("--user", type=USER)
+    aq.add_argument("--project", type=PROJECT)
+    aq.add_argument("--kind", type=KIND)
+    aq.add_argument("--since", type=TIME, help="from this time (ISO 8601 or YYYY-MM-DD, UTC)")
+    aq.add_argument("--until", type=TIME, help="before this time (ISO 8601 or YYYY-MM-DD, UTC)")
+    aq.add_argument("--grep", help="only events whose text contains this (case-insensitive)")
+    aq.set_defaults(func=cmd_audit_query)
+    ae = au.add_parser("export", parents=[hub_opts], help="export the whole audit trail")
+    ae.add_argument("--format", choices=["jsonl", "csv"], required=True)
+    ae.add_argument("--output", help="file to write (default: standard output)")
+    ae.set_defaults(func=cmd_audit_export)
+    av = au.add_parser("verify", parents=[hub_opts], help="check the hash chain and signed checkpoints")
+    av.set_defaults(func=cmd_audit_verify)
     return p
 
 

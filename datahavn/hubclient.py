@@ -23,8 +23,8 @@ class HubClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
 
-    def request(self, method: str, path: str, ok=(200, 201, 202, 204), **kwargs):
-        url = f"{self.api}{path}"
+    def request(self, method: str, path: str, ok=(200, 201, 202, 204), base: str | None = None, **kwargs):
+        url = f"{base or self.api}{path}"
         try:
             resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as e:
@@ -60,6 +60,10 @@ class HubClient:
             if not nxt:
                 return items
             offset = nxt["offset"]
+
+    def audit(self, path: str, **params):
+        """GET from the datahavn-audit service's API (through the hub's proxy)."""
+        return self.request("GET", path, base=f"{self.url}/services/datahavn-audit/api", params=params)
 
     def whoami(self) -> str:
         """The name of the user or service that owns the token."""

@@ -135,6 +135,7 @@ class PageHandler(HubOAuthenticated, BaseHandler):
     async def get(self):
         args = {k: self.get_argument(k, "") or None for k in QUERY_ARGS}
         rows = await ioloop.IOLoop.current().run_in_executor(None, lambda: self.store.query(**args))
+        rows = rows[-self.settings["page_rows"] :]  # the newest; the CLI exports everything
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(render_page(rows, args, self.current_user["name"], self.settings["prefix"]))
 
@@ -161,6 +162,8 @@ class AuditService(Application):
     def _db_url(self):
         return os.environ.get("DATAHAVN_AUDIT_DB_URL", "")
 
+    page_rows = Integer(2000, help="Most events the web page shows (the newest).").tag(config=True)
+
     cache_seconds = Integer(60, help="How long the identity of a token is cached.").tag(config=True)
 
     def start(self):
@@ -178,6 +181,7 @@ class AuditService(Application):
             store=store,
             hub_auth=hub_auth,
             prefix=prefix,
+            page_rows=self.page_rows,
             cookie_secret=os.urandom(32),
         )
         from urllib.parse import urlparse

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from datahavn.hub_config.demo import die_with_parent
 
+from datahavn.hub_config.demo import die_with_parent
 from datahavn.hubclient import HubClient
 from datahavn.paths import Layout
 
@@ -139,6 +139,31 @@ class Hub:
                 return time.monotonic() - t0
             time.sleep(1)
         raise AssertionError(f"{user}/{project} still running after {timeout} s")
+
+    def audit(self, path: str, token: str | None = None, **params):
+        headers = {"Authorization": f"token {token or self.token}"}
+        return requests.get(f"{self.url}/services/datahavn-audit/api{path}", headers=headers, params=params, timeout=60)
+
+    def events(self, **params) -> list[dict]:
+        r = self.audit("/events", **params)
+        r.raise_for_status()
+        return r.json()
+
+    def audit_pid(self) -> int | None:
+        """The PID of this hub's audit service (found by its state dir)."""
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+                if b"datahavn.hub_config.audit_service" not in cmd:
+                    continue
+                env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"DATAHAVN_STATE_DIR={self.layout.root}".encode() in env:
+                return int(entry.name)
+        return None
 
     def shutdown(self) -> None:
         if self.proc.poll() is None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+
 from datahavn.hub_config.audit_store import GENESIS, AuditIntegrityError, AuditStore
 
 KEY = secrets.token_bytes(32)

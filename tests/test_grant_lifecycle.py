@@ -5,9 +5,8 @@ import json
 import pwd
 import time
 
-from datahavn.hub_config.provision import account_pids
-
 from datahavn.grants import isoformat
+from datahavn.hub_config.provision import account_pids
 from datahavn.names import account_name
 
 LIMIT = 60  # the promise: a lapsed grant stops the running workspace within 60 s
