@@ -1,4 +1,7 @@
-"""A researcher in Chromium: log in, start a project from the home page, run a cell in JupyterLab."""
+"""People in Chromium: a researcher runs a cell in JupyterLab; the audit page is for admins only."""
+
+import os
+import signal
 
 import pytest
 
@@ -21,33 +24,89 @@ async def browser():
         await b.close()
 
 
-async def test_alice_starts_brca_and_runs_a_cell(hub, browser):
-    page = await browser.new_page(viewport={"width": 1400, "height": 900})
-    page.set_default_timeout(60_000)
+@pytest.fixture
+async def page(browser, request):
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = await context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        await run_a_cell(hub, page)
-    finally:
-        await page.screenshot(path=str(ARTIFACTS / "browser-alice-brca.png"))
+    await pg.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}.png"))
+    await context.close()
 
 
-async def run_a_cell(hub, page):
+async def log_in(hub, page, user):
     await page.goto(f"{hub.url}/hub/login")
-    await page.fill("#username_input", "alice")
-    await page.fill("#password_input", hub.password)
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", hub.admin_password if user == "admin" else hub.password)
     await page.click("#login_submit")
-
     await page.wait_for_url("**/hub/home")
-    assert await page.locator("#start-cardio").count() == 0
-    await page.click("#start-brca")
-    await page.wait_for_url("**/user/alice/brca/lab**")
 
+
+async def open_notebook(hub, page, user, project):
+    await log_in(hub, page, user)
+    await page.click(f"#start-{project}")
+    await page.wait_for_url(f"**/user/{user}/{project}/lab**")
     await page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
     # a cell run before the kernel is connected is silently dropped: wait for Idle
     await page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for()
-    await page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-    await page.keyboard.type("import os; print('answer', 6 * 7, os.environ['DATAHAVN_PROJECT'])")
+
+
+async def run_cell(page, code: str) -> str:
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    # pinned by index: Shift+Enter appends a new last cell
+    cell = cells.nth(await cells.count() - 1)
+    await cell.locator(".cm-content").click()
+    await page.keyboard.type(code)
     await page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-OutputArea-output").first
+    output = cell.locator(".jp-OutputArea-output").first
     await output.wait_for()
-    assert "answer 42 brca" in await output.inner_text()
+    return await output.inner_text()
+
+
+async def test_alice_starts_brca_and_runs_a_cell(hub, page):
+    await log_in(hub, page, "alice")
+    assert await page.locator("#start-cardio").count() == 0
+    await page.goto(f"{hub.url}/hub/home")
+    await page.click("#start-brca")
+    await page.wait_for_url("**/user/alice/brca/lab**")
+    await page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+    await page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for()
+    out = await run_cell(page, "import os; print('answer', 6 * 7, os.environ['DATAHAVN_PROJECT'])")
+    assert "answer 42 brca" in out
+
+
+async def test_researcher_sees_why_nothing_runs_while_the_audit_is_down(hub, page):
+    await open_notebook(hub, page, "carol", "cardio")
+    assert "ok 1" in await run_cell(page, "print('ok', 1)")
+    pid = hub.audit_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        out = await run_cell(page, "print('ran while audit was down')")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "AuditUnavailable" in out and "audit trail is unavailable" in out
+    assert "ran while audit was down" not in out
+    assert "back 2" in await run_cell(page, "print('back', 2)")
+
+
+async def test_admin_browses_the_audit_page_and_a_researcher_is_refused(hub, page, browser):
+    await log_in(hub, page, "admin")
+    await page.goto(f"{hub.url}/services/datahavn-audit/?kind=login")
+    await page.locator("#events").wait_for()
+    kinds = await page.locator("#events tr.event td:nth-child(3)").all_inner_texts()
+    assert kinds and all(k.strip() == "login" for k in kinds)
+    await page.goto(f"{hub.url}/services/datahavn-audit/")
+    assert await page.locator("#activity-chart rect[data-project='brca']").count() >= 1
+    newest = page.locator("#events tr.event").first
+    assert "login" in await newest.inner_text() and "admin" in await newest.inner_text()
+
+    researcher = await browser.new_context()
+    rpage = await researcher.new_page()
+    await log_in(hub, rpage, "bob")
+    resp = await rpage.goto(f"{hub.url}/services/datahavn-audit/")
+    # the hub itself refuses: bob's identity does not reach the service at all
+    assert resp.status == 403
+    assert await rpage.locator("#events").count() == 0
+    assert "Datahavn audit trail" not in await rpage.content()
+    await researcher.close()
