@@ -48,7 +48,20 @@ def code_of(msg_type: str, content: dict) -> str:
     return json.dumps(content, sort_keys=True, default=str)
 
 
-class AuditedConnection(ZMQChannelsWebsocketConnection):
+class LowLatencyConnection(ZMQChannelsWebsocketConnection):
+    """jupyter-server's kernel websocket with TCP_NODELAY (and nothing else changed).
+
+    Kernel replies are bursts of small frames: without TCP_NODELAY, Nagle holds each
+    burst's tail until the proxy's delayed ACK, about 40 ms per cell. It is also the
+    baseline ``benchmarks/audit_overhead.py`` measures the audit against.
+    """
+
+    def connect(self):
+        self.websocket_handler.set_nodelay(True)
+        return super().connect()
+
+
+class AuditedConnection(LowLatencyConnection):
     audit_url = Unicode(
         help="""URL of the datahavn-audit service (its prefix). Empty: no code runs (fail closed).""",
     ).tag(config=True)

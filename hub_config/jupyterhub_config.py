@@ -96,3 +96,7 @@ if s.admin_token:
     c.JupyterHub.services.append({"name": "datahavn-admin", "api_token": s.admin_token})
     c.JupyterHub.load_roles.append({"name": "admin", "services": ["datahavn-admin"]})
     c.JupyterHub.load_roles[1]["services"] = ["datahavn-admin"]
+
+# -- site additions: a config file of the administrator's, loaded last
+if os.environ.get("DATAHAVN_HUB_EXTRA_CONFIG"):
+    load_subconfig(os.environ["DATAHAVN_HUB_EXTRA_CONFIG"])  # noqa: F821
