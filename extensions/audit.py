@@ -25,8 +25,8 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import url_path_join
-from tornado.escape import json_decode
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 from traitlets import Float, Unicode, default
 
 from datahavn.audit_schema import CODE_MSG_TYPES
@@ -37,6 +37,90 @@ UNAVAILABLE = "AuditUnavailable"
 
 class AuditRefused(Exception):
     pass
+
+
+class AuditChannel:
+    """One websocket from this server to the audit service, shared by its kernel connections.
+
+    The service checks the server's token once, when the socket opens; after that an
+    acknowledgement costs one frame each way and the store's append. Any doubt (not
+    connected, no answer in time, an error frame) is an :class:`AuditRefused`.
+    """
+
+    def __init__(self, url: str, token: str):
+        self.url = url_path_join(url, "api/events/ws").replace("http", "ws", 1)
+        self.token = token
+        self.ws = None
+        self.waiters: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.lock = asyncio.Lock()
+
+    async def _connect(self, timeout: float) -> None:
+        req = HTTPRequest(self.url, headers={"Authorization": f"token {self.token}"},
+                          connect_timeout=timeout, request_timeout=timeout)  # fmt: skip
+        try:
+            ws = await asyncio.wait_for(websocket_connect(req), timeout)
+        except Exception as e:
+            raise AuditRefused(f"cannot reach the audit service ({type(e).__name__})") from None
+        ws.protocol.set_nodelay(True)
+        self.ws = ws
+        asyncio.ensure_future(self._read(ws))
+
+    async def _read(self, ws) -> None:
+        while True:
+            raw = await ws.read_message()
+            if raw is None:
+                break
+            try:
+                reply = json.loads(raw)
+                fut = self.waiters.pop(reply["id"], None)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+        self._drop(ws, "the audit service closed the connection")
+
+    def _drop(self, ws, why: str) -> None:
+        if self.ws is ws:
+            self.ws = None
+            for fut in self.waiters.values():
+                if not fut.done():
+                    fut.set_exception(AuditRefused(why))
+            self.waiters.clear()
+        ws.close()
+
+    async def record(self, event: dict, timeout: float) -> dict:
+        if self.ws is None:
+            async with self.lock:
+                if self.ws is None:
+                    await self._connect(timeout)
+        ws = self.ws
+        self.next_id += 1
+        ident, fut = self.next_id, asyncio.get_running_loop().create_future()
+        self.waiters[ident] = fut
+        try:
+            await ws.write_message(json.dumps({"id": ident, "event": event}))
+            reply = await asyncio.wait_for(fut, timeout)
+        except AuditRefused:
+            raise
+        except Exception as e:
+            self.waiters.pop(ident, None)
+            # no answer in time: this socket is not to be trusted again
+            self._drop(ws, "the audit service stopped answering")
+            raise AuditRefused(f"the audit service did not answer ({type(e).__name__})") from None
+        if "error" in reply:
+            raise AuditRefused(f"the audit service did not record it: {reply['error']}")
+        return reply
+
+
+_channels: dict[str, AuditChannel] = {}
+
+
+def channel_for(url: str) -> AuditChannel:
+    """The process's channel to the audit service (one per server process)."""
+    if url not in _channels:
+        _channels[url] = AuditChannel(url, os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    return _channels[url]
 
 
 def code_of(msg_type: str, content: dict) -> str:
@@ -130,22 +214,7 @@ class AuditedConnection(LowLatencyConnection):
     async def _post(self, event: dict, timeout: float) -> dict:
         if not self.audit_url:
             raise AuditRefused("no audit service is configured")
-        req = HTTPRequest(
-            url_path_join(self.audit_url, "api/events"),
-            method="POST",
-            body=json.dumps(event),
-            headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}",
-                     "Content-Type": "application/json"},
-            request_timeout=timeout,
-            connect_timeout=timeout,
-        )  # fmt: skip
-        try:
-            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-        except Exception as e:
-            raise AuditRefused(f"the audit service did not answer ({type(e).__name__})") from None
-        if resp.code != 200:
-            raise AuditRefused(f"the audit service did not record it (HTTP {resp.code})")
-        return json_decode(resp.body)
+        return await channel_for(self.audit_url).record(event, timeout)
 
     async def _record(self, channel: str, header: dict, content: dict) -> int:
         msg_type = header.get("msg_type", "")

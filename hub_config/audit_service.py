@@ -24,7 +24,7 @@ from pathlib import Path
 
 from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
-from tornado import ioloop, web
+from tornado import ioloop, web, websocket
 from traitlets import Integer, Unicode, default
 from traitlets.config import Application
 
@@ -74,20 +74,34 @@ class BaseHandler(web.RequestHandler):
         return model
 
 
+def server_identity(model: dict) -> tuple[str, str]:
+    """(user, project) of a single-user server's own token, as the hub reports it."""
+    servers = [m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))]
+    if model.get("kind") != "user" or len(servers) != 1 or servers[0][0] != model.get("name"):
+        raise web.HTTPError(403, "only a single-user server's own token can record events")
+    return servers[0]
+
+
+def record_server_event(store: AuditStore, identity: tuple[str, str], payload: object) -> dict:
+    """Validate a server's event, stamp it with the server's true identity, append it."""
+    try:
+        event = server_event(payload)
+    except InvalidEvent as e:
+        raise web.HTTPError(400, f"invalid event: {e}") from None
+    user, project = identity
+    event.update(user=user, project=project, server=f"{user}/{project}")
+    record = store.append(event)
+    return {"seq": record["seq"], "hash": record["hash"]}
+
+
 class EventsHandler(BaseHandler):
     async def post(self):
-        model = await self.token_model()
-        servers = [m.groups() for s in model.get("scopes", []) if (m := SERVER_SCOPE.match(s))]
-        if model.get("kind") != "user" or len(servers) != 1 or servers[0][0] != model.get("name"):
-            raise web.HTTPError(403, "only a single-user server's own token can record events")
-        user, project = servers[0]
+        identity = server_identity(await self.token_model())
         try:
-            event = server_event(json.loads(self.request.body or b"null"))
-        except (ValueError, InvalidEvent) as e:
-            raise web.HTTPError(400, f"invalid event: {e}") from None
-        event.update(user=user, project=project, server=f"{user}/{project}")
-        record = await ioloop.IOLoop.current().run_in_executor(None, self.store.append, event)
-        self.finish({"seq": record["seq"], "hash": record["hash"]})
+            payload = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(400, "invalid event: not JSON") from None
+        self.finish(record_server_event(self.store, identity, payload))
 
     async def get(self):
         model = await self.token_model()
@@ -116,6 +130,38 @@ class EventsHandler(BaseHandler):
             self.finish(buf.getvalue())
         else:
             raise web.HTTPError(400, f"unknown format {fmt!r}: use json, jsonl or csv")
+
+
+class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
+    """One websocket per single-user server: events in, acknowledgements out.
+
+    The server's token is checked once, at the upgrade; then each frame
+    ``{"id": n, "event": {...}}`` is answered ``{"id": n, "seq": s}`` or
+    ``{"id": n, "error": "..."}``. A persistent connection keeps the audit's
+    cost per cell to the store's append.
+    """
+
+    async def get(self, *args, **kwargs):
+        self.identity = server_identity(await self.token_model())
+        return await super().get(*args, **kwargs)
+
+    def open(self):
+        self.set_nodelay(True)
+
+    def on_message(self, message):
+        try:
+            frame = json.loads(message)
+            ident = frame["id"]
+        except (ValueError, KeyError, TypeError):
+            self.close(1003, "frames are JSON objects with an id")
+            return
+        try:
+            reply = record_server_event(self.store, self.identity, frame.get("event"))
+        except web.HTTPError as e:
+            reply = {"error": e.log_message}
+        except Exception as e:  # the store refused: the server must refuse the code
+            reply = {"error": f"not recorded: {type(e).__name__}"}
+        self.write_message(json.dumps({"id": ident, **reply}))
 
 
 class VerifyHandler(BaseHandler):
@@ -174,6 +220,7 @@ class AuditService(Application):
         app = web.Application(
             [
                 (url_path_join(prefix, "api/events"), EventsHandler),
+                (url_path_join(prefix, "api/events/ws"), EventSocketHandler),
                 (url_path_join(prefix, "api/verify"), VerifyHandler),
                 (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
                 (prefix, PageHandler),
