@@ -200,6 +200,12 @@ class AuditedConnection(LowLatencyConnection):
         super().handle_incoming_message(raw)
 
     async def _path(self) -> str | None:
+        # looked up once per connection: listing sessions costs milliseconds per cell
+        if getattr(self, "_notebook_path", None) is None:
+            self._notebook_path = await self._lookup_path()
+        return self._notebook_path
+
+    async def _lookup_path(self) -> str | None:
         sm = self.websocket_handler.settings.get("session_manager")
         if sm is None:
             return None

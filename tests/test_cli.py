@@ -44,6 +44,12 @@ def bad_calls(unique):
         ("grant with garbled expiry", ["grant", "bob", "brca", "--until", "next tuesday"]),
         ("grant with zoneless time", ["grant", "bob", "brca", "--until", "2099-01-01T10:00:00"]),
         ("unknown command", ["frobnicate"]),
+        ("audit query unknown kind", ["audit", "query", "--kind", "nope"]),
+        ("audit query garbled time", ["audit", "query", "--since", "yesterday"]),
+        ("audit query bad user", ["audit", "query", "--user", "Bob/.."]),
+        ("audit export unknown format", ["audit", "export", "--format", "xml"]),
+        ("audit export without format", ["audit", "export"]),
+        ("audit export into a missing folder", ["audit", "export", "--format", "csv", "--output", "/no/x.csv"]),
         ("missing argument", ["grant", "alice"]),
     ]
     return calls
@@ -74,6 +80,9 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(hub, cli, unique):
         ["grant", "alice", "cardio"],
         ["revoke", "alice", "brca"],
         ["grants"],
+        ["audit", "query"],
+        ["audit", "verify"],
+        ["audit", "export", "--format", "jsonl"],
     ],
 )
 def test_unreachable_hub_or_wrong_token_fails_in_one_line_and_changes_nothing(hub, cli, argv):
