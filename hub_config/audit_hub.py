@@ -16,6 +16,7 @@ import json
 import logging
 import re
 
+from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.log import log_request
 
 from .audit_store import AuditStore
@@ -74,10 +75,7 @@ def events_for(handler) -> list[tuple[str, dict]]:
         else:
             out.append(("login_failed", {"user": user, "outcome": f"HTTP {status}"}))
     elif path.endswith("/hub/logout"):
-        user = getattr(handler, "_jupyterhub_user", None)
-        if user is not None or actor:
-            name = getattr(user, "name", None) or actor
-            out.append(("logout", {"user": name, "actor": name}))
+        pass  # recorded by AuditedLogoutHandler, which still knows who it was
     elif status in (401, 403) and "/hub/" in path:
         out.append(("denied", {"user": actor, "actor": actor, "detail": f"{method} {path} -> {status}"}))
     elif 200 <= status < 300 and path.startswith("/hub/api/"):
@@ -109,3 +107,23 @@ def log_function(handler) -> None:
         return
     for kind, fields in events:
         record(kind, **fields)
+
+
+class AuditedLogoutHandler(LogoutHandler):
+    """JupyterHub's logout, recording who logged out (the name is gone once cookies are cleared)."""
+
+    def _backend_logout_cleanup(self, name):
+        record("logout", user=name, actor=name)
+        super()._backend_logout_cleanup(name)
+
+
+def with_audited_logout(authenticator_class):
+    """The authenticator class, serving /logout with :class:`AuditedLogoutHandler`."""
+
+    class Audited(authenticator_class):
+        def get_handlers(self, app):
+            # the authenticator's handlers come before JupyterHub's own: this one wins
+            return [(r"/logout", AuditedLogoutHandler), *super().get_handlers(app)]
+
+    Audited.__name__ = Audited.__qualname__ = f"Audited{authenticator_class.__name__}"
+    return Audited

@@ -6,6 +6,8 @@
 import os
 import sys
 
+from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
 from datahavn.hub_config import audit_hub
 from datahavn.hub_config.audit_service import AUDIT_SCOPE, open_store
 from datahavn.hub_config.projects import user_projects
@@ -35,7 +37,7 @@ c.ConfigurableHTTPProxy.debug = False
 
 # -- authentication. The demo uses shared passwords; production plugs in PAM, LDAP
 #    or OAuth (oauthenticator) here, with MFA at the identity provider.
-c.JupyterHub.authenticator_class = "shared-password"
+c.JupyterHub.authenticator_class = audit_hub.with_audited_logout(SharedPasswordAuthenticator)
 c.SharedPasswordAuthenticator.user_password = s.user_password or None
 c.SharedPasswordAuthenticator.admin_password = s.admin_password or None
 c.Authenticator.admin_users = {"admin"}

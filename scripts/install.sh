@@ -40,6 +40,7 @@ fi
 log "installing datahavn (editable) into .venv"
 .venv/bin/pip install -q -e ".[hub,test]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import datahavn.hub_config, jupyterhub" >/dev/null
+chmod 700 .venv  # the hub's code and config are not the researchers' to read
 
 # 4. the users' environment: from /usr/bin/python3, which every account can execute;
 #    root-owned and read-only to users

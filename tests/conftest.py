@@ -7,7 +7,7 @@ ports and a fresh state dir. Tests run as root.
 - ``hub``: the session's demo hub (users admin, alice, bob, carol; projects brca, cardio).
 - ``make_hub``: start another hub with extra environment (stopped at the end of the test).
 - ``cli``: run the ``datahavn`` command against ``hub``; returns the CompletedProcess.
-- ``kernel``: ``await kernel(user, project)`` starts that workspace and returns a KernelClient.
+- ``kernel``: ``await kernel(user, project[, protocol="v1"])`` starts that workspace, returns a KernelClient.
 - ``unique``: a fresh lower-case name for users and projects a test creates.
 
 Unix accounts and groups the session creates are removed at its end.
@@ -241,13 +241,13 @@ async def kernel(hub):
     """``await kernel(user, project)``: start the workspace, a kernel in it, and connect."""
     clients = []
 
-    async def connect(user: str, project: str, on_hub: Hub | None = None) -> KernelClient:
+    async def connect(user: str, project: str, on_hub: Hub | None = None, protocol: str = "json") -> KernelClient:
         h = on_hub or hub
         url = h.start(user, project)
         token = h.user_token(user)
         r = requests.post(f"{url}api/kernels", headers={"Authorization": f"token {token}"}, json={}, timeout=60)
         r.raise_for_status()
-        client = await KernelClient.connect(url, r.json()["id"], token)
+        client = await KernelClient.connect(url, r.json()["id"], token, protocol)
         clients.append(client)
         return client
 

@@ -5,7 +5,9 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -74,6 +76,9 @@ async def test_the_store_and_key_are_out_of_a_kernels_reach(hub, kernel):
         for code in (f"open({str(target)!r}, 'rb').read(1)", f"open({str(target)!r}, 'ab')"):
             r = await k.execute(code)
             assert r.error.startswith("PermissionError"), f"{code}: {r.error}"
+    hub_env = Path(sys.executable).parent.parent  # the hub's environment runs the service
+    r = await k.execute(f"import os; os.listdir({str(hub_env)!r})")
+    assert r.error.startswith("PermissionError"), r.error
     pid = hub.audit_pid()
     r = await k.execute(f"import os; os.kill({pid}, 0)")
     assert r.error.startswith("PermissionError"), r.error
@@ -114,7 +119,8 @@ async def test_audit_service_down_means_nothing_runs_until_it_is_back(hub, kerne
 
 def test_hub_events_are_recorded_with_their_actor(hub, cli, unique):
     start = hub.events()[-1]["seq"]
-    login(hub, "alice")
+    session = login(hub, "alice")
+    session.get(f"{hub.url}/hub/logout", timeout=30)
     s = requests.Session()
     s.get(f"{hub.url}/hub/login", timeout=30)
     s.post(f"{hub.url}/hub/login", data={"username": "alice", "password": "wrong-password",
@@ -136,6 +142,7 @@ def test_hub_events_are_recorded_with_their_actor(hub, cli, unique):
     seen = {(e["kind"], e.get("user"), e.get("project"), e.get("actor")) for e in events}
     expected = {
         ("login", "alice", None, "alice"),
+        ("logout", "alice", None, "alice"),
         ("login_failed", "alice", None, None),
         ("user_add", user, None, "datahavn-admin"),
         ("project_create", None, project, "datahavn-admin"),
@@ -215,3 +222,32 @@ async def test_tampering_is_caught_naming_the_seq(make_hub, cli, kernel, unique)
     rc, out = verify()
     assert rc != 0 and "seq 8:" in out, out
     restore()
+
+
+async def test_every_code_carrying_message_is_recorded_in_both_protocols(hub, kernel):
+    for protocol in ("json", "v1"):
+        k = await kernel("carol", "brca", protocol=protocol)
+        r = await k.execute(f"print('via {protocol}')")
+        assert r.stdout == f"via {protocol}\n", r.error
+        (event,) = hub.events(grep=f"print('via {protocol}')", kind="execute")
+        assert (event["user"], event["project"], event["msg_type"]) == ("carol", "brca", "execute_request")
+
+        # messages that run code without an execute_request
+        sent = [
+            k.message("comm_open", {"comm_id": f"c-{protocol}", "target_name": f"t-{protocol}", "data": {}}),
+            k.message("comm_msg", {"comm_id": f"c-{protocol}", "data": {"payload": f"p-{protocol}"}}),
+            k.message("input_reply", {"value": f"typed-{protocol}"}, channel="stdin"),
+            k.message("debug_request", {"seq": 1, "type": "request", "command": "evaluate",
+                                        "arguments": {"expression": f"'dbg-{protocol}'"}}, channel="control"),
+        ]  # fmt: skip
+        for msg in sent:
+            await k.send(msg)
+        ids = {m["header"]["msg_id"] for m in sent}
+        for _ in range(50):
+            recorded = {e["msg_id"]: e for e in hub.events(kind="execute", user="carol") if e["msg_id"] in ids}
+            if len(recorded) == len(ids):
+                break
+            await asyncio.sleep(0.2)
+        assert {e["msg_type"] for e in recorded.values()} == {"comm_open", "comm_msg", "input_reply", "debug_request"}
+        assert f"p-{protocol}" in next(e["code"] for e in recorded.values() if e["msg_type"] == "comm_msg")
+        assert all(e["project"] == "brca" and e["channel"] in ("shell", "stdin", "control") for e in recorded.values())
