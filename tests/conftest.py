@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from datahavn import admin
 from datahavn.hub_config.demo import die_with_parent
 from datahavn.hubclient import HubClient
 from datahavn.paths import Layout
@@ -104,6 +105,15 @@ class Hub:
     def rest(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
         headers = {"Authorization": f"token {token or self.token}"}
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=90, **kw)
+
+    def new_member(self) -> tuple[str, str]:
+        """A fresh user granted a fresh project: names of its own, as unix accounts are machine-wide
+        and a test must not touch (or, at its end, kill) another hub's workspaces."""
+        user, project = f"u{secrets.token_hex(3)}", f"p{secrets.token_hex(3)}"
+        admin.add_user(self.api, user)
+        admin.create_project(self.api, project)
+        admin.grant(self.api, user, project)
+        return user, project
 
     def user_token(self, user: str) -> str:
         r = self.rest("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 3600})

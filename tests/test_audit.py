@@ -11,7 +11,6 @@ from pathlib import Path
 
 import requests
 
-from datahavn import admin
 from datahavn.hub_config.audit_store import chain_hash
 
 from .test_workspace import login
@@ -156,16 +155,12 @@ def test_hub_events_are_recorded_with_their_actor(hub, cli, unique):
     assert expected <= seen, expected - seen
 
 
-async def test_tampering_is_caught_naming_the_seq(make_hub, cli, kernel, unique):
+async def test_tampering_is_caught_naming_the_seq(make_hub, cli, kernel):
     h = make_hub("tamper")
     env = h.env
     for n in range(6):
         h.rest("POST", f"/users/tamper{n}").raise_for_status()
-    # names of its own: unix accounts are machine-wide, the session hub's are not to be touched
-    user, project = unique("u"), unique("p")
-    admin.add_user(h.api, user)
-    admin.create_project(h.api, project)
-    admin.grant(h.api, user, project)
+    user, project = h.new_member()
     k = await kernel(user, project, on_hub=h)
     for n in range(4):
         assert (await k.execute(f"tamper_me = {n}")).status == "ok"

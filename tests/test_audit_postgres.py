@@ -5,8 +5,6 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from datahavn import admin
-
 PG_URL = os.environ.get("DATAHAVN_TEST_PG_URL")
 
 
@@ -25,13 +23,10 @@ def pg_schema(unique):
     engine.dispose()
 
 
-async def test_cells_are_recorded_in_postgresql(make_hub, pg_schema, kernel, cli, unique):
+async def test_cells_are_recorded_in_postgresql(make_hub, pg_schema, kernel, cli):
     hub = make_hub("pg", DATAHAVN_AUDIT_DB_URL=pg_schema)
     assert not hub.layout.audit_db.exists() or hub.layout.audit_db.stat().st_size == 0
-    user, project = unique("u"), unique("p")
-    admin.add_user(hub.api, user)
-    admin.create_project(hub.api, project)
-    admin.grant(hub.api, user, project)
+    user, project = hub.new_member()
     k = await kernel(user, project, on_hub=hub)
     for n in range(5):
         assert (await k.execute(f"print({n} * 2)")).stdout == f"{n * 2}\n"

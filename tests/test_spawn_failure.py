@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from datahavn import admin
-
 
 @pytest.fixture
 def broken_user_env():
@@ -24,13 +22,9 @@ def broken_user_env():
     shutil.rmtree(prefix)
 
 
-def test_failed_spawn_fails_fast_with_the_reason(make_hub, broken_user_env, unique):
+def test_failed_spawn_fails_fast_with_the_reason(make_hub, broken_user_env):
     hub = make_hub("broken", DATAHAVN_USER_ENV=str(broken_user_env))
-    # names of its own: unix accounts are machine-wide, and the session hub's must not be touched
-    user, project = unique("u"), unique("p")
-    admin.add_user(hub.api, user)
-    admin.create_project(hub.api, project)
-    admin.grant(hub.api, user, project)
+    user, project = hub.new_member()
     for attempt in range(2):  # the second try must not hang on the first one's port
         t0 = time.monotonic()
         r = hub.rest("POST", f"/users/{user}/servers/{project}")
