@@ -14,6 +14,9 @@ DEFAULT_STATE_DIR = "/srv/datahavn"
 #: The users' environment: built from a Python every account can execute,
 #: root-owned and read-only to users.
 DEFAULT_USER_ENV = "/opt/datahavn/user-env"
+#: Kernels' connection files and ipc sockets, one 0700 folder per account: short paths,
+#: as a unix socket path must fit in 107 bytes.
+RUNTIME_BASE = "/run/datahavn"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Datahavn's jupyter-server extensions, loaded in every single-user server.
 
-Enabled by ``etc/jupyter/jupyter_server_config.d/datahavn.json`` in the users'
-(root-owned) environment, which also installs the audited kernel websocket
-connection class (:mod:`datahavn.extensions.audit`).
+Enabled by ``etc/jupyter/jupyter_server_config.json`` in the users' (root-owned)
+environment, which also installs the audited kernel websocket connection class
+(:mod:`datahavn.extensions.audit`), turns terminals off, puts kernels on ipc and
+allow-lists the kernel message types.
 """
 
 AUDIT_CONNECTION = "datahavn.extensions.audit.AuditedConnection"

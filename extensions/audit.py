@@ -188,6 +188,11 @@ class AuditedConnection(LowLatencyConnection):
             return
         channel, header, content = self._parse(raw)
         msg_type = header.get("msg_type", "")
+        allowed = self.multi_kernel_manager.allowed_message_types
+        if allowed and msg_type not in allowed:
+            # e.g. debug_request: the debugger's evaluate runs code without an execute_request
+            await self._deny(channel, header, f"message type {msg_type!r} is not allowed in Datahavn")
+            return
         if msg_type in CODE_MSG_TYPES:
             try:
                 seq = await self._record(channel, header, content)
@@ -198,6 +203,23 @@ class AuditedConnection(LowLatencyConnection):
             if msg_type == "execute_request":
                 self._pending[header.get("msg_id", "")] = (time.monotonic(), seq)
         super().handle_incoming_message(raw)
+
+    async def _deny(self, channel: str, header: dict, why: str) -> None:
+        """Refuse a message and record the refusal (a refusal nobody records is not a refusal)."""
+        self.log.warning("datahavn: %s", why)
+        event = {"kind": "denied", "kernel_id": self.kernel_id, "msg_id": header.get("msg_id"),
+                 "msg_type": header.get("msg_type"), "channel": channel, "detail": why}  # fmt: skip
+        try:
+            await self._post(event, self.audit_timeout)
+        except AuditRefused as e:
+            self.log.error("datahavn: denial not recorded: %s", e)
+        self._stderr(header, f"Refused: {why}.")
+
+    def _stderr(self, header: dict, text: str) -> None:
+        """A line on the cell's stderr, as the reply to ``header``'s message."""
+        self._send(
+            "iopub", self.session.msg("stream", {"name": "stderr", "text": text + "\n"}, parent={"header": header})
+        )
 
     async def _path(self) -> str | None:
         # looked up once per connection: listing sessions costs milliseconds per cell
@@ -256,7 +278,7 @@ class AuditedConnection(LowLatencyConnection):
             reply = {"status": "error", "execution_count": None, **error}
             self._send("shell", self.session.msg("execute_reply", reply, parent=parent))
         else:
-            self._send("iopub", self.session.msg("stream", {"name": "stderr", "text": text + "\n"}, parent=parent))
+            self._stderr(header, text)
 
     # --- outgoing: kernel -> browser ---------------------------------------
 

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import signal
 from pathlib import Path
 
 from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
@@ -236,7 +237,13 @@ class AuditService(Application):
         url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
         app.listen(url.port, url.hostname)
         self.log.info("datahavn-audit listening on %s", url.geturl())
-        ioloop.IOLoop.current().start()
+        loop = ioloop.IOLoop.current()
+        # Explicit handlers: started from a background shell, SIGINT arrives ignored, and the
+        # hub would wait out its interrupt timeout at every shutdown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
+        loop.start()
+        store.close()
 
 
 main = AuditService.launch_instance

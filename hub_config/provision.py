@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from datahavn.names import account_gecos, account_name, project_group
-from datahavn.paths import FIXED_MODES, PROJECT_MODES, WORKSPACE_MODE, Layout
+from datahavn.paths import FIXED_MODES, PROJECT_MODES, RUNTIME_BASE, WORKSPACE_MODE, Layout
 
 
 class ProvisionError(RuntimeError):
@@ -112,6 +112,15 @@ def ensure_account(layout: Layout, user: str, project: str) -> pwd.struct_passwd
             link.symlink_to(Path("..") / ".." / target)
             os.lchown(link, 0, 0)
     return entry
+
+
+def ensure_runtime_dir(entry: pwd.struct_passwd) -> Path:
+    """The account's private runtime folder (kernel connection files, ipc sockets)."""
+    base = Path(RUNTIME_BASE)
+    _ensure_dir(base, 0o711)
+    path = base / str(entry.pw_uid)
+    _ensure_dir(path, 0o700, entry.pw_uid, entry.pw_gid)
+    return path
 
 
 def account_pids(uid: int) -> list[int]:

@@ -146,6 +146,7 @@ class ProjectSpawner(LocalProcessSpawner):
             JUPYTERLAB_SETTINGS_DIR=str(ws / ".jupyter" / "lab" / "user-settings"),
             JUPYTERLAB_WORKSPACES_DIR=str(ws / ".jupyter" / "lab" / "workspaces"),
             PYTHONNOUSERSITE="1",
+            JUPYTER_RUNTIME_DIR=str(self.runtime_dir),
             DATAHAVN_PROJECT=self.project,
             DATAHAVN_PROJECT_DIR=str(lay.project(self.project)),
             DATAHAVN_WORKSPACE=str(ws),
@@ -190,6 +191,7 @@ class ProjectSpawner(LocalProcessSpawner):
         except provision.ProvisionError as e:
             self.log.error("Cannot provision %s: %s", self._log_name, e)
             raise WorkspaceError(500, f"Cannot prepare the workspace: {e}") from None
+        self.runtime_dir = provision.ensure_runtime_dir(self.account)
         self.notebook_dir = str(self.layout.workspace(self.project, self.user.name))
         log_path = self.layout.logs / f"{self.account.pw_name}.log"
         self._log_file = open(log_path, "ab")  # root-only: the user cannot rewrite it

@@ -4,6 +4,7 @@ import os
 import signal
 
 import pytest
+import requests
 
 from .conftest import ARTIFACTS
 
@@ -109,3 +110,29 @@ async def test_admin_browses_the_audit_page_and_a_researcher_is_refused(hub, pag
     assert await rpage.locator("#events").count() == 0
     assert "Datahavn audit trail" not in await rpage.content()
     await researcher.close()
+
+
+async def test_the_lab_offers_no_download_export_or_news(hub, page):
+    await open_notebook(hub, page, "bob", "cardio")
+    assert "ok" in await run_cell(page, "print('ok')")
+    forbidden = ("Download", "Export", "Copy Download Link", "Open in New Browser Tab")
+
+    await page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    file_menu = await page.locator(".lm-Menu").last.inner_text()
+    assert "Save" in file_menu  # the menu is there
+    await page.keyboard.press("Escape")
+
+    await page.locator(".jp-DirListing-item", has_text="Untitled").first.click(button="right")
+    context_menu = await page.locator(".lm-Menu").last.inner_text()
+    assert "Rename" in context_menu
+    await page.keyboard.press("Escape")
+    for item in forbidden:
+        assert item not in file_menu, f"File menu offers {item}"
+        assert item not in context_menu, f"file browser offers {item}"
+    assert await page.get_by_text("official Jupyter news").count() == 0
+    # and the server behind it has no terminals
+    token = hub.user_token("bob")
+    r = requests.post(
+        f"{hub.url}/user/bob/cardio/api/terminals", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert r.status_code == 404
