@@ -22,3 +22,7 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.kernel_websocket_connection_class = AuditedConnection
         serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection
     serverapp.log.info("datahavn: audit of kernel messages is on")
+    from . import egress
+    from .audit import post_quietly
+
+    egress.install(serverapp, egress.denial_recorder(serverapp, post_quietly))

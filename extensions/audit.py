@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 
@@ -114,6 +115,17 @@ class AuditChannel:
 
 
 _channels: dict[str, AuditChannel] = {}
+
+
+async def post_quietly(event: dict, timeout: float = 30) -> None:
+    """Record an event that nothing waits on (a refusal, a reply); failures are logged."""
+    url = os.environ.get("DATAHAVN_AUDIT_URL", "")
+    try:
+        if not url:
+            raise AuditRefused("no audit service is configured")
+        await channel_for(url).record(event, timeout)
+    except AuditRefused as e:
+        logging.getLogger("datahavn").error("datahavn: %s event not recorded: %s", event.get("kind"), e)
 
 
 def channel_for(url: str) -> AuditChannel:
@@ -308,15 +320,9 @@ class AuditedConnection(LowLatencyConnection):
                     "duration_ms": round((time.monotonic() - t0) * 1000, 3),
                     "output_bytes": self._bytes.pop(msg_id, 0), "detail": {"execute_seq": seq},
                 }  # fmt: skip
-                asyncio.ensure_future(self._post_quietly(event))
+                asyncio.ensure_future(post_quietly(event))
         except Exception:
             self.log.debug("datahavn: could not account an outgoing message", exc_info=True)
-
-    async def _post_quietly(self, event: dict) -> None:
-        try:
-            await self._post(event, 30)
-        except AuditRefused as e:
-            self.log.error("datahavn: execute_reply not recorded: %s", e)
 
     def close(self):
         worker = getattr(self, "_worker", None)
