@@ -28,9 +28,11 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from jupyter_server.utils import url_path_join
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
-from traitlets import Float, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from datahavn.audit_schema import CODE_MSG_TYPES
+
+from .budget import NOTIFY, PASS, OutputBudget
 
 V1 = "v1.kernel.websocket.jupyter.org"
 UNAVAILABLE = "AuditUnavailable"
@@ -38,6 +40,26 @@ UNAVAILABLE = "AuditUnavailable"
 
 class AuditRefused(Exception):
     pass
+
+
+class MalformedFrame(ValueError):
+    pass
+
+
+def check_v1_frame(raw) -> None:
+    """Refuse a v1 frame whose offset table does not fit in it.
+
+    jupyter-server's own parser trusts the first 8 bytes as a count of offsets and
+    loops that many times: a few garbage bytes would spin the server's event loop.
+    """
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        raise MalformedFrame("a v1 frame is binary and at least 8 bytes long")
+    count = int.from_bytes(raw[:8], "little")
+    if not 5 <= count <= 64 or 8 * (count + 1) > len(raw):
+        raise MalformedFrame(f"a v1 frame with {count} offsets in {len(raw)} bytes")
+    offsets = [int.from_bytes(raw[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(count)]
+    if offsets != sorted(offsets) or offsets[-1] > len(raw) or offsets[0] < 8 * (count + 1):
+        raise MalformedFrame("a v1 frame whose offsets point outside it")
 
 
 class AuditChannel:
@@ -115,6 +137,7 @@ class AuditChannel:
 
 
 _channels: dict[str, AuditChannel] = {}
+_budgets: dict[str, OutputBudget] = {}
 
 
 async def post_quietly(event: dict, timeout: float = 30) -> None:
@@ -166,6 +189,16 @@ class AuditedConnection(LowLatencyConnection):
     def _default_audit_url(self):
         return os.environ.get("DATAHAVN_AUDIT_URL", "")
 
+    cell_output_limit = Integer(
+        5_000_000,
+        help="""Bytes of output (all iopub messages) one cell may send to the browser.""",
+    ).tag(config=True)
+
+    session_output_limit = Integer(
+        50_000_000,
+        help="""Bytes of output a kernel may send to the browser over its life.""",
+    ).tag(config=True)
+
     audit_timeout = Float(
         5.0,
         help="""Seconds to wait for the audit service to acknowledge a message before refusing it.""",
@@ -189,16 +222,35 @@ class AuditedConnection(LowLatencyConnection):
                 self.log.exception("datahavn: dropped a kernel message that could not be handled")
 
     def _parse(self, raw) -> tuple[str, dict, dict]:
-        if self.subprotocol == V1:
-            channel, parts = deserialize_msg_from_ws_v1(raw)
-            return channel, self.session.unpack(parts[0]), self.session.unpack(parts[3])
-        msg = deserialize_binary_message(raw) if isinstance(raw, bytes) else json.loads(raw)
-        return msg.get("channel") or "shell", msg["header"], msg.get("content") or {}
+        """(channel, header, content) of a frame; MalformedFrame if it is not a kernel message."""
+        try:
+            if self.subprotocol == V1:
+                check_v1_frame(raw)
+                channel, parts = deserialize_msg_from_ws_v1(raw)
+                header, content = self.session.unpack(parts[0]), self.session.unpack(parts[3])
+            else:
+                msg = deserialize_binary_message(raw) if isinstance(raw, bytes) else json.loads(raw)
+                channel, header, content = msg.get("channel") or "shell", msg["header"], msg.get("content") or {}
+            if not (isinstance(channel, str) and isinstance(header, dict) and isinstance(content, dict)):
+                raise TypeError("not a kernel message")
+            if not isinstance(header.get("msg_type"), str):
+                raise TypeError("no msg_type")
+        except Exception as e:
+            raise MalformedFrame(f"{type(e).__name__}: {str(e)[:200]}") from None
+        return channel, header, content
 
     async def _audit_then_forward(self, raw) -> None:
         if not self.channels:
             return
-        channel, header, content = self._parse(raw)
+        try:
+            channel, header, content = self._parse(raw)
+        except MalformedFrame as e:
+            # a client that sends garbage loses its connection, not the server
+            self.log.warning("datahavn: malformed kernel websocket frame (%s): closing the connection", e)
+            await post_quietly({"kind": "denied", "kernel_id": self.kernel_id, "outcome": "closed",
+                                "detail": f"malformed kernel websocket frame: {e}"})  # fmt: skip
+            self.websocket_handler.close(1003, "malformed kernel message")
+            return
         msg_type = header.get("msg_type", "")
         allowed = self.multi_kernel_manager.allowed_message_types
         if allowed and msg_type not in allowed:
@@ -295,34 +347,50 @@ class AuditedConnection(LowLatencyConnection):
     # --- outgoing: kernel -> browser ---------------------------------------
 
     def handle_outgoing_message(self, stream, outgoing_msg) -> None:
-        pending = getattr(self, "_pending", None)
-        if pending:
-            self._account(stream, outgoing_msg, pending)
-        super().handle_outgoing_message(stream, outgoing_msg)
-
-    def _account(self, stream, msg_list, pending) -> None:
         try:
-            _, parts = self.session.feed_identities(msg_list)
-            parent = self.session.unpack(parts[2])
-            msg_id = parent.get("msg_id")
-            if msg_id not in pending:
-                return
-            size = sum(len(p) for p in parts[1:])
-            self._bytes = getattr(self, "_bytes", {})
-            self._bytes[msg_id] = self._bytes.get(msg_id, 0) + size
-            header = self.session.unpack(parts[1])
-            if header.get("msg_type") == "execute_reply":
-                t0, seq = pending.pop(msg_id)
-                content = self.session.unpack(parts[4])
-                event = {
-                    "kind": "execute_reply", "kernel_id": self.kernel_id, "msg_id": msg_id,
-                    "msg_type": "execute_reply", "status": content.get("status"),
-                    "duration_ms": round((time.monotonic() - t0) * 1000, 3),
-                    "output_bytes": self._bytes.pop(msg_id, 0), "detail": {"execute_seq": seq},
-                }  # fmt: skip
-                asyncio.ensure_future(post_quietly(event))
+            _, parts = self.session.feed_identities(outgoing_msg)
+            header, parent = self.session.unpack(parts[1]), self.session.unpack(parts[2])
         except Exception:
-            self.log.debug("datahavn: could not account an outgoing message", exc_info=True)
+            self.log.warning("datahavn: dropped an unreadable message from the kernel")
+            return
+        channel = stream if isinstance(stream, str) else getattr(stream, "channel", None)
+        msg_type, cell = header.get("msg_type", ""), parent.get("msg_id")
+        size = sum(len(p) for p in parts[1:])
+        self._account(msg_type, cell, size, parts)
+        verdict = self.budget.admit(channel, msg_type, cell, size)
+        if verdict == PASS:
+            super().handle_outgoing_message(stream, outgoing_msg)
+        elif verdict == NOTIFY:
+            self._stderr(parent, self.budget.notice(cell))
+            event = {"kind": "egress_alert", "kernel_id": self.kernel_id, "msg_id": cell, "msg_type": msg_type,
+                     "outcome": "output cut", "detail": {"budget": self.budget.cut.get(cell), "message_bytes": size,
+                     "cell_limit": self.budget.cell_limit, "session_limit": self.budget.session_limit}}  # fmt: skip
+            asyncio.ensure_future(post_quietly(event))
+
+    @property
+    def budget(self) -> OutputBudget:
+        """The kernel's budget, shared by every connection to it (reconnecting does not reset it)."""
+        if self.kernel_id not in _budgets:
+            _budgets[self.kernel_id] = OutputBudget(self.cell_output_limit, self.session_output_limit)
+        return _budgets[self.kernel_id]
+
+    def _account(self, msg_type: str, cell: str | None, size: int, parts) -> None:
+        """Bytes per cell, and the execute_reply event when the cell is done."""
+        pending = getattr(self, "_pending", None)
+        if not pending or cell not in pending:
+            return
+        self._bytes = getattr(self, "_bytes", {})
+        self._bytes[cell] = self._bytes.get(cell, 0) + size
+        if msg_type == "execute_reply":
+            t0, seq = pending.pop(cell)
+            content = self.session.unpack(parts[4])
+            event = {
+                "kind": "execute_reply", "kernel_id": self.kernel_id, "msg_id": cell,
+                "msg_type": "execute_reply", "status": content.get("status"),
+                "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+                "output_bytes": self._bytes.pop(cell, 0), "detail": {"execute_seq": seq},
+            }  # fmt: skip
+            asyncio.ensure_future(post_quietly(event))
 
     def close(self):
         worker = getattr(self, "_worker", None)

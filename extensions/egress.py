@@ -26,12 +26,12 @@ class EgressGuard(Configurable):
 
     notebook_size_limit = Integer(
         20_000_000,
-        help="""Largest notebook (bytes) whose content the server sends to the browser.""",
+        help="""Largest notebook (bytes) the server sends to the browser or accepts as a save.""",
     ).tag(config=True)
 
     upload_size_limit = Integer(
         1_000_000,
-        help="""Largest request body (bytes) for saving or uploading a file.""",
+        help="""Largest request body (bytes) for saving or uploading a file other than a notebook.""",
     ).tag(config=True)
 
 
@@ -85,7 +85,7 @@ def install(serverapp, record_denial) -> None:
         decision: Decision = decide(
             request.method, rel, request.query_arguments and {k: [v.decode() for v in vs]
                                                               for k, vs in request.query_arguments.items()},
-            int(request.headers.get("Content-Length", 0) or 0), guard.upload_size_limit,
+            int(request.headers.get("Content-Length", 0) or 0), guard.upload_size_limit, guard.notebook_size_limit,
         )  # fmt: skip
         reason = decision.reason
         if decision.allow and decision.check_content is not None:

@@ -54,7 +54,7 @@ def deny(reason: str) -> Decision:
 
 
 def decide(method: str, path: str, query: dict[str, list[str]], content_length: int = 0,
-           upload_limit: int = 1_000_000) -> Decision:  # fmt: skip
+           upload_limit: int = 1_000_000, notebook_limit: int = 20_000_000) -> Decision:  # fmt: skip
     """The policy for one request (``path`` raw, as it came, relative to the base URL)."""
     method = method.upper()
     if method in ("HEAD", "OPTIONS", "TRACE", "CONNECT"):
@@ -68,7 +68,8 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
     if method == "GET" and any(v != ["0"] and k == "download" for k, v in query.items()):
         return deny("downloads are disabled in Datahavn workspaces")
     if m := CONTENTS.fullmatch(decoded):
-        return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, upload_limit)
+        limit = notebook_limit if decoded.lower().endswith(".ipynb") else upload_limit
+        return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, limit)
     for methods, pattern in _ALLOWED:
         if method in methods and pattern.fullmatch(decoded):
             return Decision(True)
@@ -78,7 +79,7 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
     return deny("this route is not available in Datahavn workspaces")
 
 
-def _contents(method: str, path: str, query, content_length: int, upload_limit: int) -> Decision:
+def _contents(method: str, path: str, query, content_length: int, limit: int) -> Decision:
     last = path.rsplit("/", 1)[-1]
     if path.endswith("/checkpoints") or "/checkpoints/" in path:
         return Decision(True) if method in ("GET", "POST", "DELETE") else deny("checkpoints are read-only")
@@ -91,8 +92,10 @@ def _contents(method: str, path: str, query, content_length: int, upload_limit: 
     if method in ("PUT", "POST"):
         if method == "PUT" and last and not last.lower().endswith(UPLOAD_SUFFIXES):
             return deny(f"only notebooks and small text or code files can be saved or uploaded ({last!r})")
-        if content_length > upload_limit:
-            return deny(f"uploads are limited to {upload_limit} bytes; bringing data in is an administrator's job")
+        if content_length > limit:
+            return deny(
+                f"saves and uploads are limited to {limit} bytes here; bringing data in is an administrator's job"
+            )
         return Decision(True)
     if method in ("PATCH", "DELETE"):  # rename, delete: nothing leaves the workspace
         return Decision(True)

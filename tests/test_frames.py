@@ -1,0 +1,48 @@
+"""Bad websocket frames close that connection cleanly; the server keeps serving; the event is logged."""
+
+import asyncio
+
+import pytest
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
+
+
+@pytest.mark.parametrize(
+    "protocol, frame",
+    [
+        ("json", "this is not json"),
+        ("json", '{"header": "not a dict", "channel": "shell"}'),
+        ("json", '["a", "list"]'),
+        ("v1", b"\x00\x01garbage"),
+        ("v1", b"\xff" * 64),
+    ],
+)
+async def test_malformed_frames_close_the_connection_and_are_logged(hub, kernel, protocol, frame):
+    k = await kernel("carol", "cardio", protocol=protocol)
+    assert (await k.execute("print('before')")).stdout == "before\n"
+    start = hub.events()[-1]["seq"]
+    await k.ws.write_message(frame, binary=isinstance(frame, bytes))
+    async with asyncio.timeout(10):
+        while (await k.ws.read_message()) is not None:
+            pass  # drain until the server closes it
+    for _ in range(20):
+        logged = [e for e in hub.events(kind="denied", after_seq=start) if "malformed" in e.get("detail", "")]
+        if logged:
+            break
+        await asyncio.sleep(0.2)
+    assert logged and logged[0]["server"] == "carol/cardio"
+    again = await kernel("carol", "cardio", protocol=protocol)
+    assert (await again.execute("print('after')")).stdout == "after\n"
+
+
+async def test_an_oversized_frame_closes_the_connection_and_the_server_keeps_serving(hub, kernel):
+    k = await kernel("carol", "cardio")
+    try:
+        await k.ws.write_message("x" * (11 * 1024 * 1024))
+    except (WebSocketClosedError, StreamClosedError):
+        pass  # the server closed it mid-frame: that is the point
+    async with asyncio.timeout(20):
+        while (await k.ws.read_message()) is not None:
+            pass
+    again = await kernel("carol", "cardio")
+    assert (await again.execute("print('still here')")).stdout == "still here\n"
