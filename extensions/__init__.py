@@ -13,7 +13,18 @@ def _jupyter_server_extension_points():
     return [{"module": "datahavn.extensions"}]
 
 
+def _not_dumpable() -> None:
+    """The server runs as the researcher's uid, as its kernels do: without this, a kernel could
+    ptrace the server and switch the guard off in memory. Kernels (after exec) stay dumpable."""
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def _load_jupyter_server_extension(serverapp):
+    _not_dumpable()
     # Fail closed: whatever configuration won, kernel websockets go through the audit.
     if serverapp.kernel_websocket_connection_class.__module__ + ".AuditedConnection" != AUDIT_CONNECTION:
         from .audit import AuditedConnection

@@ -199,6 +199,11 @@ class AuditedConnection(LowLatencyConnection):
         help="""Bytes of output a kernel may send to the browser over its life.""",
     ).tag(config=True)
 
+    max_frame_bytes = Integer(
+        10 * 1024 * 1024,
+        help="""Largest frame accepted from the browser; a larger one closes the connection (and is recorded).""",
+    ).tag(config=True)
+
     audit_timeout = Float(
         5.0,
         help="""Seconds to wait for the audit service to acknowledge a message before refusing it.""",
@@ -207,6 +212,12 @@ class AuditedConnection(LowLatencyConnection):
     # --- incoming: browser -> kernel -------------------------------------
 
     def handle_incoming_message(self, incoming_msg) -> None:
+        if len(incoming_msg) > self.max_frame_bytes:
+            self.log.warning("datahavn: kernel websocket frame of %d bytes: closing the connection", len(incoming_msg))
+            asyncio.ensure_future(post_quietly({"kind": "denied", "kernel_id": self.kernel_id, "outcome": "closed",
+                "detail": f"oversized kernel websocket frame: {len(incoming_msg)} bytes"}))  # fmt: skip
+            self.websocket_handler.close(1009, "message too big")
+            return
         if not hasattr(self, "_inbox"):
             self._inbox: asyncio.Queue = asyncio.Queue()
             self._pending: dict[str, tuple[float, int]] = {}

@@ -15,10 +15,10 @@ import os
 
 import nbformat
 from tornado import web
-from traitlets import Integer
+from traitlets import Integer, List, Unicode
 from traitlets.config import Configurable
 
-from .route_policy import Decision, decide
+from .route_policy import UPLOAD_SUFFIXES, Decision, Limits, decide
 
 
 class EgressGuard(Configurable):
@@ -33,6 +33,16 @@ class EgressGuard(Configurable):
         1_000_000,
         help="""Largest request body (bytes) for saving or uploading a file other than a notebook.""",
     ).tag(config=True)
+
+    upload_suffixes = List(
+        Unicode(),
+        list(UPLOAD_SUFFIXES),
+        help="""File name endings (lower case) a researcher may save or upload: notebooks, text and code.""",
+    ).tag(config=True)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.upload_size_limit, self.notebook_size_limit, tuple(self.upload_suffixes))
 
 
 class DeniedHandler(web.RequestHandler):
@@ -85,7 +95,7 @@ def install(serverapp, record_denial) -> None:
         decision: Decision = decide(
             request.method, rel, request.query_arguments and {k: [v.decode() for v in vs]
                                                               for k, vs in request.query_arguments.items()},
-            int(request.headers.get("Content-Length", 0) or 0), guard.upload_size_limit, guard.notebook_size_limit,
+            int(request.headers.get("Content-Length", 0) or 0), guard.limits,
         )  # fmt: skip
         reason = decision.reason
         if decision.allow and decision.check_content is not None:

@@ -42,6 +42,15 @@ CONTENTS = re.compile(r"api/contents(?P<path>/.*)?")
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What may come in: sizes of saves and uploads, and the kinds of file."""
+
+    upload_bytes: int = 1_000_000
+    notebook_bytes: int = 20_000_000
+    upload_suffixes: tuple[str, ...] = UPLOAD_SUFFIXES
+
+
+@dataclass(frozen=True)
 class Decision:
     allow: bool
     reason: str = ""
@@ -54,7 +63,7 @@ def deny(reason: str) -> Decision:
 
 
 def decide(method: str, path: str, query: dict[str, list[str]], content_length: int = 0,
-           upload_limit: int = 1_000_000, notebook_limit: int = 20_000_000) -> Decision:  # fmt: skip
+           limits: Limits = Limits()) -> Decision:  # fmt: skip
     """The policy for one request (``path`` raw, as it came, relative to the base URL)."""
     method = method.upper()
     if method in ("HEAD", "OPTIONS", "TRACE", "CONNECT"):
@@ -68,8 +77,7 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
     if method == "GET" and any(v != ["0"] and k == "download" for k, v in query.items()):
         return deny("downloads are disabled in Datahavn workspaces")
     if m := CONTENTS.fullmatch(decoded):
-        limit = notebook_limit if decoded.lower().endswith(".ipynb") else upload_limit
-        return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, limit)
+        return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, limits)
     for methods, pattern in _ALLOWED:
         if method in methods and pattern.fullmatch(decoded):
             return Decision(True)
@@ -79,7 +87,7 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
     return deny("this route is not available in Datahavn workspaces")
 
 
-def _contents(method: str, path: str, query, content_length: int, limit: int) -> Decision:
+def _contents(method: str, path: str, query, content_length: int, limits: Limits) -> Decision:
     last = path.rsplit("/", 1)[-1]
     if path.endswith("/checkpoints") or "/checkpoints/" in path:
         return Decision(True) if method in ("GET", "POST", "DELETE") else deny("checkpoints are read-only")
@@ -90,7 +98,8 @@ def _contents(method: str, path: str, query, content_length: int, limit: int) ->
             return Decision(True)  # metadata only: names, sizes, dates
         return Decision(True, check_content=path)
     if method in ("PUT", "POST"):
-        if method == "PUT" and last and not last.lower().endswith(UPLOAD_SUFFIXES):
+        limit = limits.notebook_bytes if last.lower().endswith(".ipynb") else limits.upload_bytes
+        if method == "PUT" and last and not last.lower().endswith(tuple(limits.upload_suffixes)):
             return deny(f"only notebooks and small text or code files can be saved or uploaded ({last!r})")
         if content_length > limit:
             return deny(

@@ -1,5 +1,6 @@
 """People in Chromium: a researcher runs a cell in JupyterLab; the audit page is for admins only."""
 
+import asyncio
 import os
 import signal
 
@@ -74,6 +75,17 @@ async def test_alice_starts_brca_and_runs_a_cell(hub, page):
     await open_notebook(hub, page, "alice", "brca", not_listed=["cardio"])
     out = await run_cell(page, "import os; print('answer', 6 * 7, os.environ['DATAHAVN_PROJECT'])")
     assert "answer 42 brca" in out
+    # and save it: the notebook lands in alice's brca workspace, output included
+    await page.keyboard.press("Control+s")
+    # JupyterLab asks for a name at the first save of an untitled notebook
+    await page.locator(".jp-Dialog .jp-mod-accept").click()
+    workspace = hub.layout.workspace("brca", "alice")
+    for _ in range(50):
+        saved = [p for p in workspace.glob("Untitled*.ipynb") if "answer 42 brca" in p.read_text()]
+        if saved:
+            break
+        await asyncio.sleep(0.2)
+    assert saved, "the notebook was not saved"
     # the egress guard refused nothing the lab needs (it asks for export formats: refused by design)
     refused = [e["detail"] for e in hub.events(kind="denied", user="alice") if e.get("server") == "alice/brca"]
     assert all("/api/nbconvert" in d for d in refused), refused

@@ -37,6 +37,7 @@ async def test_malformed_frames_close_the_connection_and_are_logged(hub, kernel,
 
 async def test_an_oversized_frame_closes_the_connection_and_the_server_keeps_serving(hub, kernel):
     k = await kernel("carol", "cardio")
+    start = hub.events()[-1]["seq"]
     try:
         await k.ws.write_message("x" * (11 * 1024 * 1024))
     except (WebSocketClosedError, StreamClosedError):
@@ -46,3 +47,5 @@ async def test_an_oversized_frame_closes_the_connection_and_the_server_keeps_ser
             pass
     again = await kernel("carol", "cardio")
     assert (await again.execute("print('still here')")).stdout == "still here\n"
+    (event,) = [e for e in hub.events(kind="denied", after_seq=start) if "oversized" in e.get("detail", "")]
+    assert event["server"] == "carol/cardio" and "11534336 bytes" in event["detail"]

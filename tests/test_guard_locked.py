@@ -77,3 +77,19 @@ async def test_user_config_and_user_packages_do_not_switch_the_guard_off(hub, ke
     log = (hub.layout.logs / "dh-cardio-bob.log").read_text()
     assert "FAKE DATAHAVN LOADED" not in log
     assert log.count("datahavn: egress guard on") >= 2  # before and after the restart
+
+
+async def test_a_kernel_cannot_ptrace_its_server(hub, kernel):
+    k = await kernel("alice", "brca")
+    r = await k.execute(
+        "import ctypes, ctypes.util, os\n"
+        "server = os.getppid()\n"
+        "libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)\n"
+        "rc = libc.ptrace(16, server, None, None)  # PTRACE_ATTACH\n"
+        "print(rc, ctypes.get_errno(), open(f'/proc/{server}/cmdline').read().split(chr(0))[1])"
+    )
+    rc, errno, cmd = r.stdout.split()
+    assert cmd.endswith("jupyterhub-singleuser"), cmd  # it is the server we tried
+    assert (rc, errno) == ("-1", "1"), r.stdout  # EPERM
+    mem = await k.execute("import os; open(f'/proc/{os.getppid()}/mem', 'rb')")
+    assert mem.error.startswith("PermissionError"), mem.error

@@ -2,7 +2,7 @@
 
 import pytest
 
-from datahavn.extensions.route_policy import decide
+from datahavn.extensions.route_policy import Limits, decide
 
 Q = {}
 
@@ -65,6 +65,9 @@ def test_content_reads_are_left_to_the_file_check():
     assert decide("GET", "api/contents/sub/dir", {"content": ["1"]}).check_content == "sub/dir"
 
 
-def test_uploads_are_small():
+def test_uploads_are_small_text_or_code_unless_configured_otherwise():
     assert not decide("PUT", "api/contents/notes.md", Q, content_length=2_000_000).allow
     assert decide("PUT", "api/contents/notes.md", Q, content_length=2_000).allow
+    assert decide("PUT", "api/contents/analysis.ipynb", Q, content_length=5_000_000).allow  # notebooks: 20 MB
+    assert not decide("PUT", "api/contents/cohort.vcf", Q).allow
+    assert decide("PUT", "api/contents/cohort.vcf", Q, limits=Limits(upload_suffixes=(".vcf",))).allow
