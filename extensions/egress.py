@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 
 import nbformat
 from tornado import web
-from traitlets import Integer, List, Unicode
+from traitlets import Integer, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from .route_policy import UPLOAD_SUFFIXES, Decision, Limits, decide
@@ -40,9 +41,26 @@ class EgressGuard(Configurable):
         help="""File name endings (lower case) a researcher may save or upload: notebooks, text and code.""",
     ).tag(config=True)
 
+    extra_routes = List(
+        Unicode(),
+        [],
+        help="""Routes to allow besides what JupyterLab needs, as "METHODS regex" (e.g. "GET api/myext/.*"),
+        the regex matching the whole path below the server's base URL. Refused routes stay refused.""",
+    ).tag(config=True)
+
+    @validate("extra_routes")
+    def _check_extra_routes(self, proposal):
+        for route in proposal.value:
+            methods, _, pattern = route.partition(" ")
+            if not methods or not pattern:
+                raise TraitError(f"EgressGuard.extra_routes: {route!r} is not 'METHODS regex'")
+            re.compile(pattern)
+        return proposal.value
+
     @property
     def limits(self) -> Limits:
-        return Limits(self.upload_size_limit, self.notebook_size_limit, tuple(self.upload_suffixes))
+        extra = tuple(tuple(r.rsplit(" ", 1)) for r in self.extra_routes)
+        return Limits(self.upload_size_limit, self.notebook_size_limit, tuple(self.upload_suffixes), extra)
 
 
 class DeniedHandler(web.RequestHandler):

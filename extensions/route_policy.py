@@ -48,6 +48,8 @@ class Limits:
     upload_bytes: int = 1_000_000
     notebook_bytes: int = 20_000_000
     upload_suffixes: tuple[str, ...] = UPLOAD_SUFFIXES
+    #: routes an administrator adds, as ("GET POST", r"regex") pairs (the regex matches the whole path)
+    extra_routes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,15 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
         return deny("downloads are disabled in Datahavn workspaces")
     if m := CONTENTS.fullmatch(decoded):
         return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, limits)
-    for methods, pattern in _ALLOWED:
-        if method in methods and pattern.fullmatch(decoded):
-            return Decision(True)
     first = "nbconvert" if decoded.startswith("api/nbconvert") else segments[0]
     if first in ("files", "view", "nbconvert"):
         return deny(f"/{first}/ would send files out of the workspace: it is disabled in Datahavn")
+    for methods, pattern in _ALLOWED:
+        if method in methods and pattern.fullmatch(decoded):
+            return Decision(True)
+    for methods, pattern in limits.extra_routes:
+        if method in methods.upper().split() and re.fullmatch(pattern, decoded):
+            return Decision(True)
     return deny("this route is not available in Datahavn workspaces")
 
 

@@ -2,15 +2,16 @@
 
 The server name is the project name. The hub checks the grant when the server
 starts and again at every poll, so a revoked or expired grant stops a running
-server within ``poll_interval`` seconds. Subclasses for other platforms
-override :meth:`launch` and :meth:`terminate`; the grant check and the
-identity rule stay here.
+server within ``poll_interval`` seconds. The grant check
+(:func:`.projects.check_grant`) and the identity rule
+(:func:`datahavn.names.account_name`) are shared with any other spawner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import socket
 from http.client import responses
 from pathlib import Path
@@ -19,7 +20,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Float, Unicode, default
 
-from datahavn.names import InvalidName, check_project
+from datahavn.names import InvalidName, account_name, check_project
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
 from . import audit_hub, provision
@@ -265,10 +266,6 @@ class ProjectSpawner(LocalProcessSpawner):
 
 
 def _uid_of(user: str, project: str):
-    import pwd
-
-    from datahavn.names import account_name
-
     try:
         return pwd.getpwnam(account_name(user, project)).pw_uid
     except (KeyError, ValueError):

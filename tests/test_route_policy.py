@@ -71,3 +71,20 @@ def test_uploads_are_small_text_or_code_unless_configured_otherwise():
     assert decide("PUT", "api/contents/analysis.ipynb", Q, content_length=5_000_000).allow  # notebooks: 20 MB
     assert not decide("PUT", "api/contents/cohort.vcf", Q).allow
     assert decide("PUT", "api/contents/cohort.vcf", Q, limits=Limits(upload_suffixes=(".vcf",))).allow
+
+
+def test_an_administrator_can_add_routes_but_not_reopen_refused_ones():
+    limits = Limits(extra_routes=(("GET", r"api/myext/status"),))
+    assert decide("GET", "api/myext/status", Q, limits=limits).allow
+    assert not decide("POST", "api/myext/status", Q, limits=limits).allow
+    assert not decide("GET", "files/x.csv", Q, limits=Limits(extra_routes=(("GET", r"files/.*"),))).allow
+
+
+def test_extra_routes_are_checked_when_configured():
+    from traitlets import TraitError
+
+    from datahavn.extensions.egress import EgressGuard
+
+    assert EgressGuard(extra_routes=["GET POST api/myext/.*"]).limits.extra_routes == (("GET POST", "api/myext/.*"),)
+    with pytest.raises(TraitError):
+        EgressGuard(extra_routes=["nonsense"])
