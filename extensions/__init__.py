@@ -6,8 +6,6 @@ environment, which also installs the audited kernel websocket connection class
 allow-lists the kernel message types.
 """
 
-AUDIT_CONNECTION = "datahavn.extensions.audit.AuditedConnection"
-
 
 def _jupyter_server_extension_points():
     return [{"module": "datahavn.extensions"}]
@@ -25,10 +23,12 @@ def _not_dumpable() -> None:
 
 def _load_jupyter_server_extension(serverapp):
     _not_dumpable()
-    # Fail closed: whatever configuration won, kernel websockets go through the audit.
-    if serverapp.kernel_websocket_connection_class.__module__ + ".AuditedConnection" != AUDIT_CONNECTION:
-        from .audit import AuditedConnection
+    from .audit import AuditedConnection
 
+    # Fail closed: whatever configuration won, kernel websockets go through the audit. The
+    # handlers read the class from the settings; a subclass keeps the audit, a base class would not.
+    used = serverapp.web_app.settings.get("kernel_websocket_connection_class")
+    if not (isinstance(used, type) and issubclass(used, AuditedConnection)):
         serverapp.log.warning("datahavn: forcing the audited kernel websocket connection")
         serverapp.kernel_websocket_connection_class = AuditedConnection
         serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection

@@ -110,11 +110,9 @@ def install(serverapp, record_denial) -> None:
             return app.get_handler_delegate(request, DeniedHandler, {"reason": "outside this workspace",
                                                                      "record": record_denial})  # fmt: skip
         rel = path[len(base) :]
-        decision: Decision = decide(
-            request.method, rel, request.query_arguments and {k: [v.decode() for v in vs]
-                                                              for k, vs in request.query_arguments.items()},
-            int(request.headers.get("Content-Length", 0) or 0), guard.limits,
-        )  # fmt: skip
+        query = {k: [v.decode(errors="replace") for v in vs] for k, vs in request.query_arguments.items()}
+        length = int(request.headers.get("Content-Length", 0) or 0)
+        decision: Decision = decide(request.method, rel, query, length, guard.limits)
         reason = decision.reason
         if decision.allow and decision.check_content is not None:
             try:
