@@ -29,7 +29,7 @@ def add_user(hub: HubClient, name: str, exist_ok: bool = False) -> bool:
     return True
 
 
-def _project(hub: HubClient, name: str) -> dict:
+def get_project(hub: HubClient, name: str) -> dict:
     check_project(name)
     group = hub.group(name)
     if group is None or g.project_record(group.get("properties")) is None:
@@ -87,7 +87,7 @@ def grant(
 ) -> g.Grant:
     """Grant (or renew) ``user`` access to ``project``; the record names the acting admin."""
     _user(hub, user)
-    group = _project(hub, project)
+    group = get_project(hub, project)
     props = g.with_grant(group["properties"], user, until, reason, by=hub.whoami())
     # Record first, then membership: a failure in between leaves no access, only a record.
     hub.set_properties(project, props)
@@ -98,7 +98,7 @@ def grant(
 def revoke(hub: HubClient, user: str, project: str) -> g.Grant:
     """Revoke a grant and stop the user's running workspace for that project."""
     _user(hub, user)
-    group = _project(hub, project)
+    group = get_project(hub, project)
     before = g.grant_status(project, group["properties"], group["users"], user)
     if before.status == g.NONE or (before.status == g.REVOKED and user not in group["users"]):
         raise AdminError(f"user {user!r} holds no grant for project {project!r}")
@@ -114,7 +114,7 @@ def revoke(hub: HubClient, user: str, project: str) -> g.Grant:
 def list_grants(hub: HubClient, project: str | None = None, user: str | None = None) -> list[g.Grant]:
     if user is not None:
         _user(hub, user)
-    groups = [_project(hub, project)] if project is not None else hub.groups()
+    groups = [get_project(hub, project)] if project is not None else hub.groups()
     out = []
     for group in groups:
         for entry in g.project_grants(group["name"], group.get("properties"), group.get("users", [])):

@@ -32,7 +32,7 @@ SCHEMA_VERSION = 1
 
 KINDS = frozenset({
     "execute", "execute_reply", "login", "login_failed", "logout", "spawn", "spawn_refused", "stop",
-    "grant", "revoke", "project_create", "user_add", "denied", "egress_alert",
+    "grant", "revoke", "project_create", "user_add", "denied", "egress_alert", "dataset_import",
 })  # fmt: skip
 
 #: Kernel messages that can make the kernel run code: each is recorded as an

@@ -12,12 +12,13 @@ import datetime as dt
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import admin
 from .audit_schema import KINDS
 from .grants import InvalidGrant, isoformat, parse_until
 from .hubclient import HubClient, HubError
-from .names import InvalidName, check_project, check_user
+from .names import InvalidName, check_dataset, check_project, check_user
 
 DEFAULT_HUB_URL = "http://127.0.0.1:8000"
 
@@ -140,6 +141,56 @@ def cmd_audit_verify(args):
     return 3
 
 
+def _layout(args):
+    from .paths import Layout
+
+    return Layout(Path(args.state_dir).absolute()) if args.state_dir else Layout.from_env()
+
+
+def cmd_dataset_import(args):
+    from datahavn.hub_config import datasets
+
+    hub = _hub(args)
+    admin.get_project(hub, args.project)  # it must exist in the hub
+    manifest = datasets.import_dataset(
+        _layout(args), args.project, args.name, args.file, workers=args.workers,
+        progress=sys.stderr.isatty() and not args.quiet, actor=hub.whoami(),
+        audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", ""),
+    )
+    c = manifest["counts"]
+    print(f"imported {args.name} into {args.project}: {c['variants']:,} variants x {c['samples']:,} samples "
+          f"in {manifest['seconds']:.1f} s")
+
+
+def cmd_dataset_list(args):
+    from datahavn.hub_config import datasets
+
+    rows = datasets.list_datasets(_layout(args), args.project)
+    _print(args, rows, ["project", "name", "variants", "samples", "imported_at", "imported_by", "source_sha256"])
+
+
+def cmd_dataset_verify(args):
+    from datahavn.hub_config import datasets
+
+    bad = datasets.verify_dataset(_layout(args), args.project, args.name)
+    if bad:
+        print(f"datahavn: error: {args.name} of {args.project} differs from its manifest: {', '.join(bad)}",
+              file=sys.stderr)
+        return 3
+    print(f"{args.name} of {args.project} matches its manifest")
+    return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (1..64)")
+    return n
+
+
 def cmd_demo(args):
     # The demo runs the hub on this machine, so it needs the hub side.
     from datahavn.hub_config.demo import run_demo
@@ -176,7 +227,7 @@ def _check_time(text: str) -> str:
     return isoformat(when)
 
 
-USER, PROJECT = _arg(check_user), _arg(check_project)
+USER, PROJECT, DATASET = _arg(check_user), _arg(check_project), _arg(check_dataset)
 KIND, TIME = _arg(_check_kind), _arg(_check_time)
 
 
@@ -226,6 +277,26 @@ def build_parser() -> Parser:
     gs.add_argument("--project", type=PROJECT)
     gs.add_argument("--user", type=USER)
     gs.set_defaults(func=cmd_grants)
+    state_opts = Parser(add_help=False)
+    state_opts.add_argument("--state-dir", help="state directory (default: $DATAHAVN_STATE_DIR or /srv/datahavn)")
+    ds = sub.add_parser("dataset", help="import and list datasets").add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+    di = ds.add_parser("import", parents=[hub_opts, state_opts], help="import a VCF/BCF into a project (as root)")
+    di.add_argument("project", type=PROJECT)
+    di.add_argument("name", type=DATASET, help="the dataset's name in the project (a new one)")
+    di.add_argument("file", help="a VCF or BCF file, plain, gzip or bgzip")
+    di.add_argument("--workers", type=_workers, default=min(4, os.cpu_count() or 1),
+                    help="threads to use (default: the cores, at most 4)")
+    di.add_argument("--quiet", action="store_true", help="no progress bar")
+    di.set_defaults(func=cmd_dataset_import)
+    dl = ds.add_parser("list", parents=[state_opts, out_opts], help="list datasets")
+    dl.add_argument("--project", type=PROJECT)
+    dl.set_defaults(func=cmd_dataset_list)
+    dv = ds.add_parser("verify", parents=[state_opts], help="check a dataset's files against its manifest")
+    dv.add_argument("project", type=PROJECT)
+    dv.add_argument("name", type=DATASET)
+    dv.set_defaults(func=cmd_dataset_verify)
     au = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )

@@ -14,6 +14,9 @@ PROJECT_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 #: User names: what JupyterHub, unix and URLs all accept without escaping.
 USER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
+#: Dataset names: a folder ``<name>.vcz`` in the project's data folder; no ``/``, no leading dot.
+DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
 #: Longest unix user or group name that useradd accepts.
 UNIX_NAME_MAX = 32
 
@@ -48,6 +51,16 @@ def check_user(name: object) -> str:
         name,
         USER_RE,
         "use 1-32 characters: a lower-case letter, then lower-case letters, digits, _ or -",
+    )
+
+
+def check_dataset(name: object) -> str:
+    """Return ``name`` if it is a valid dataset name, else raise InvalidName."""
+    return _check(
+        "dataset",
+        name,
+        DATASET_RE,
+        "use 1-64 characters: lower-case letters, digits, _ or -, starting with a letter or digit",
     )
 
 

@@ -66,55 +66,48 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def write_demo_dataset(layout: Layout, project: str, seed: int, name: str = "demo.vcz") -> Path:
-    """A small genotype store in the VCF Zarr layout, read-only to the project's group."""
-    final = layout.data(project) / name
+#: Demo cohorts: (people, base pairs per chromosome, seed). ~20 000 variants each.
+COHORTS = {"brca": (300, 2.5e6, 11), "cardio": (240, 2.5e6, 23)}
+DATASET = "cohort"
+#: Simulations are deterministic: kept here so that restarting a demo does not redo them.
+CACHE = Path("/var/cache/datahavn")
+
+
+def write_demo_dataset(layout: Layout, project: str, actor: str) -> Path:
+    """The project's simulated cohort (a VCF imported like any other) and its phenotype table."""
+    from . import cohorts, datasets
+
+    final = datasets.store_path(layout, project, DATASET)
     if final.exists():
         return final
+    samples, length, seed = COHORTS[project]
+    CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    vcf = CACHE / f"{project}-{samples}x{int(length)}-{seed}.vcf.gz"
+    dosage_file = vcf.with_suffix(".dosage.npy")
+    if not (vcf.exists() and dosage_file.exists()):
+        tmp = vcf.with_name(f".{vcf.name}.{os.getpid()}")
+        dosage = cohorts.simulate(tmp, samples, length, seed, prefix=f"{project}_")
+        np.save(dosage_file, dosage)
+        os.rename(tmp, vcf)
+    datasets.import_dataset(layout, project, DATASET, vcf, workers=2, actor=actor)
+    ids = [f"{project}_{i:04d}" for i in range(samples)]
     gid = provision.ensure_project(layout, project)
-    tmp = layout.data(project) / f".{name}.tmp-{os.getpid()}"
-    try:
-        _write_store(tmp, project, seed, gid)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.rename(tmp, final)
+    cohorts.phenotypes(layout.shared(project) / "phenotypes.csv", ids, np.load(dosage_file), seed, gid)
     return final
-
-
-def _write_store(tmp: Path, project: str, seed: int, gid: int) -> None:
-    import zarr
-
-    rng = np.random.default_rng(seed)
-    variants, samples = 2000, 60
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-    freqs = rng.beta(0.5, 2.0, size=(variants, 1, 1))
-    gt = (rng.random((variants, samples, 2)) < freqs).astype("i1")
-    root.create_array("call_genotype", data=gt, chunks=(1000, samples, 2))
-    root.create_array("variant_position", data=np.sort(rng.choice(10_000_000, variants, replace=False)).astype("i4"))
-    root.create_array("variant_contig", data=np.zeros(variants, dtype="i1"))
-    root.create_array("contig_id", data=np.array(["chr1"]))
-    root.create_array("sample_id", data=np.array([f"{project}_{i:03d}" for i in range(samples)]))
-    root.attrs["source"] = "datahavn demo (random genotypes)"
-    for dirpath, _dirs, filenames in os.walk(tmp):
-        os.chown(dirpath, 0, gid)
-        os.chmod(dirpath, 0o2750)
-        for f in filenames:
-            os.chown(os.path.join(dirpath, f), 0, gid)
-            os.chmod(os.path.join(dirpath, f), 0o640)
 
 
 def bootstrap(hub: HubClient, layout: Layout) -> None:
     """Users, projects, first grants and datasets; re-running changes nothing."""
     for user in USERS:
         admin.add_user(hub, user, exist_ok=True)
-    for seed, (project, (description, members)) in enumerate(PROJECTS.items()):
+    actor = hub.whoami()
+    for project, (description, members) in PROJECTS.items():
         if admin.create_project(hub, project, description, exist_ok=True):
             # Grants only when the project is new: a later revoke is not undone by a restart.
             for user in members:
                 admin.grant(hub, user, project, reason="demo")
         provision.ensure_project(layout, project)
-        write_demo_dataset(layout, project, seed)
+        write_demo_dataset(layout, project, actor)
 
 
 def wait_up(hub: HubClient, proc: subprocess.Popen, timeout: float = 60) -> None:

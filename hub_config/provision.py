@@ -153,3 +153,17 @@ def kill_account(uid: int) -> int:
         except ProcessLookupError:
             pass
     return len(pids)
+
+
+def seed_workspace(workspace: Path, account: pwd.struct_passwd, files) -> None:
+    """Copy files (e.g. the example notebook) into a new workspace, owned by its account."""
+    for src in map(Path, files):
+        dest = workspace / src.name
+        try:
+            data = src.read_bytes()
+        except OSError as e:
+            raise ProvisionError(f"cannot read workspace seed {src}: {e.strerror}") from None
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chown(dest, account.pw_uid, account.pw_gid)

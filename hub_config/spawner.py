@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Int, List, Unicode, default
 
 from datahavn.names import InvalidName, account_name, check_project
 from datahavn.paths import DEFAULT_USER_ENV, Layout
@@ -81,6 +81,35 @@ class ProjectSpawner(LocalProcessSpawner):
     listen_timeout = Float(
         30,
         help="""Seconds to wait for a started server to listen before the spawn fails.""",
+    ).tag(config=True)
+
+    dask_workers = Int(
+        0,
+        help="""Workers of the Dask cluster ``project.dask()`` starts in a kernel (0: one, or two with processes).""",
+    ).tag(config=True)
+
+    dask_threads = Int(
+        0,
+        help="""Threads per Dask worker (0: the machine's cores, shared among the workers).""",
+    ).tag(config=True)
+
+    dask_processes = Bool(
+        False,
+        help="""Dask workers as processes (TLS between them) instead of threads in the kernel.
+
+        Threads are faster on one machine for genotype work (no serialisation, no
+        recompilation of numba functions in every worker) and open no network port.
+        """,
+    ).tag(config=True)
+
+    dask_memory_limit = Unicode(
+        "auto",
+        help="""Memory limit per Dask worker, e.g. "4GiB" ("auto": the machine's memory shared among them).""",
+    ).tag(config=True)
+
+    workspace_seed = List(
+        Unicode(),
+        help="""Files copied into a workspace when it is created (e.g. an example notebook).""",
     ).tag(config=True)
 
     @property
@@ -151,6 +180,13 @@ class ProjectSpawner(LocalProcessSpawner):
             DATAHAVN_PROJECT=self.project,
             DATAHAVN_PROJECT_DIR=str(lay.project(self.project)),
             DATAHAVN_WORKSPACE=str(ws),
+            DATAHAVN_DASK_WORKERS=str(self.dask_workers),
+            DATAHAVN_DASK_THREADS=str(self.dask_threads),
+            DATAHAVN_DASK_PROCESSES="1" if self.dask_processes else "0",
+            DATAHAVN_DASK_MEMORY=self.dask_memory_limit,
+            # numba (scikit-allel, sgkit) caches compiled code next to the package: read-only here
+            NUMBA_CACHE_DIR=str(ws / ".cache" / "numba"),
+            MPLCONFIGDIR=str(ws / ".cache" / "matplotlib"),
         )
         return env
 
@@ -187,8 +223,12 @@ class ProjectSpawner(LocalProcessSpawner):
         except WorkspaceError as e:
             self._audit("spawn_refused", actor=self._actor(), outcome=f"HTTP {e.status_code}", detail=e.log_message)
             raise
+        new_workspace = not self.layout.workspace(self.project, self.user.name).exists()
         try:
             self.account = provision.ensure_account(self.layout, self.user.name, self.project)
+            if new_workspace:
+                provision.seed_workspace(self.layout.workspace(self.project, self.user.name), self.account,
+                                         self.workspace_seed)
         except provision.ProvisionError as e:
             self.log.error("Cannot provision %s: %s", self._log_name, e)
             raise WorkspaceError(500, f"Cannot prepare the workspace: {e}") from None

@@ -1,0 +1,1 @@
+../../hub_config/kube_config.py

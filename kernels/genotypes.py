@@ -1,0 +1,117 @@
+"""Genotypes of a project's store as scikit-allel arrays on Dask, with today's stack fixed.
+
+``ProjectGenotypes`` is an ``allel.GenotypeDaskArray`` over ``call_genotype``.
+Its ``count_alleles`` reads the store's allele index (``datahavn.allele_index``)
+instead of expanding every genotype when it can (the whole array, any subset of
+samples), and otherwise falls back to scikit-allel with ``max_allele`` set from
+the store: scikit-allel 1.3.13 on numpy 2 overflows when it has to guess it.
+"""
+
+from __future__ import annotations
+
+import allel
+import dask
+import dask.array as da
+import numpy as np
+
+from datahavn import allele_index as ai
+
+
+class AlleleIndex:
+    """The allele index of one store, read lazily (rows once, payload per block)."""
+
+    def __init__(self, group, n_samples: int, ploidy: int, variants_chunks: tuple[int, ...]):
+        self.group = group
+        self.n_samples, self.ploidy = n_samples, ploidy
+        self.chunks = variants_chunks
+        self.max_allele = int(group.attrs["max_allele"])
+        self._rows = None
+
+    @classmethod
+    def of(cls, root, calls, variants_chunks: tuple[int, ...]):
+        if ai.GROUP not in root:
+            return None
+        group = root[ai.GROUP]
+        if group.attrs.get("format_version") != ai.FORMAT_VERSION:
+            return None
+        return cls(group, calls.shape[1], calls.shape[2], variants_chunks)
+
+    @property
+    def rows(self) -> dict:
+        if self._rows is None:
+            self._rows = {name: self.group[name][:] for name in ai.ROW_ARRAYS}
+            self._haplotypes, self._bits = self.group["haplotypes"], self.group["bits"]
+        return self._rows
+
+    def _block(self, first: int, stop: int, mask, n_called: int, max_allele: int) -> np.ndarray:
+        rows = self.rows
+        r0, r1 = np.searchsorted(rows["row_variant"], [first, stop])
+        block = {k: v[r0:r1] for k, v in rows.items()}
+        if mask is None:
+            counts = block["row_count"].astype(np.int64)
+        else:
+            kind, start, count = block["row_kind"], block["row_start"].copy(), block["row_count"]
+            listed = kind != ai.BITS
+            haplotypes = bits = np.zeros(0, dtype=np.uint8)
+            if listed.any():
+                n = len(mask)
+                ends = start[listed] + np.where(kind[listed] == ai.LIST, count[listed], n - count[listed])
+                lo, hi = int(start[listed].min()), int(ends.max())
+                haplotypes = self._haplotypes[lo:hi]
+                start[listed] -= lo
+            if (~listed).any():
+                lo, hi = int(start[~listed].min()), int(start[~listed].max()) + 1
+                bits = self._bits[lo:hi]
+                start[~listed] -= lo
+            block["row_start"] = start
+            counts = ai.count_rows(block, haplotypes, bits, mask)
+        return ai.allele_counts(block, counts, first, stop - first, n_called, max_allele)
+
+    def count_alleles(self, max_allele: int, samples=None) -> allel.AlleleCountsDaskArray:
+        mask = None if samples is None else ai.haplotype_mask(samples, self.n_samples, self.ploidy)
+        n_called = self.n_samples * self.ploidy if mask is None else int(mask.sum())
+        blocks, first = [], 0
+        for size in self.chunks:
+            part = dask.delayed(self._block, pure=True)(first, first + size, mask, n_called, max_allele)
+            blocks.append(da.from_delayed(part, shape=(size, max_allele + 1), dtype=np.int32))
+            first += size
+        return allel.AlleleCountsDaskArray(da.concatenate(blocks, axis=0))
+
+
+class ProjectGenotypes(allel.GenotypeDaskArray):
+    """``allel.GenotypeDaskArray`` whose allele counts use the store's index when they can."""
+
+    _index: AlleleIndex | None = None  # slices and derived arrays do not carry it: they count the usual way
+    _max_allele: int | None = None
+
+    def count_alleles(self, max_allele=None, subpop=None):
+        if max_allele is None:
+            max_allele = self._max_allele if self._max_allele is not None else int(self.max().compute())
+        max_allele = int(max_allele)
+        samples = None if subpop is None else np.asarray(subpop, dtype=np.int64).ravel()
+        usable = self._index is not None and self.mask is None
+        if usable and samples is not None:
+            unique = samples.size == np.unique(samples).size
+            usable = unique and samples.size > 0 and samples.min() >= 0 and samples.max() < self.shape[1]
+        if usable and max_allele >= self._index.max_allele:
+            return self._index.count_alleles(max_allele, samples)
+        return super().count_alleles(max_allele=max_allele, subpop=subpop)
+
+    def count_alleles_subpops(self, subpops, max_allele=None):
+        return {k: self.count_alleles(max_allele=max_allele, subpop=v) for k, v in subpops.items()}
+
+
+def locate_unlinked(gn, size: int = 100, step: int = 20, threshold: float = 0.1, blen=None) -> np.ndarray:
+    """LD pruning block by block: ``allel.locate_unlinked`` fails on Dask arrays.
+
+    ``gn``: alternate-allele counts (variants x samples), numpy or Dask. Each block
+    of variants is pruned on its own (pairs across block edges are not compared,
+    a small loss for blocks of thousands of variants). Returns a numpy bool mask.
+    """
+    if isinstance(gn, da.Array):
+        gn = gn.rechunk({1: -1})
+        return gn.map_blocks(
+            lambda b: allel.locate_unlinked(np.asarray(b), size=size, step=step, threshold=threshold),
+            drop_axis=1, dtype=bool,
+        ).compute()
+    return allel.locate_unlinked(np.asarray(gn), size=size, step=step, threshold=threshold, blen=blen)

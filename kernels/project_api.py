@@ -1,0 +1,148 @@
+"""``project``: the current project's data, as a researcher's kernel sees it.
+
+Every path comes from a dataset *name* checked against one rule and resolved
+inside the project's data folder, so nothing here opens a path elsewhere (the
+unix permissions stop other ways too: the account's only group is the
+project's). Stores open read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from datahavn.names import InvalidName, check_dataset, check_project
+
+SUFFIX = ".vcz"
+
+
+class ProjectError(LookupError):
+    """A dataset that is not there, or a name that is not a dataset name."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ProjectError(f"${name}={raw!r} is not a whole number") from None
+
+
+class Project:
+    """The project this kernel works in: ``name``, ``datasets()``, ``open()``, ``genotypes()``, ``dask()``."""
+
+    def __init__(self, name: str | None, root: str | os.PathLike | None):
+        self.name = check_project(name) if name else None
+        self._root = Path(root).resolve() if root else None
+        self._client = None
+
+    @classmethod
+    def from_env(cls) -> Project:
+        """The project of this server ($DATAHAVN_PROJECT, $DATAHAVN_PROJECT_DIR)."""
+        return cls(os.environ.get("DATAHAVN_PROJECT"), os.environ.get("DATAHAVN_PROJECT_DIR"))
+
+    def __repr__(self) -> str:
+        return f"<Project {self.name}>" if self.name else "<Project: not in a Datahavn workspace>"
+
+    @property
+    def data_dir(self) -> Path:
+        if self._root is None:
+            raise ProjectError("not in a Datahavn workspace ($DATAHAVN_PROJECT_DIR is not set)")
+        return self._root / "data"
+
+    @property
+    def shared_dir(self) -> Path:
+        """The project's shared folder (writable by every member): tables such as phenotypes."""
+        if self._root is None:
+            raise ProjectError("not in a Datahavn workspace ($DATAHAVN_PROJECT_DIR is not set)")
+        return self._root / "shared"
+
+    def datasets(self) -> list[str]:
+        """Names of the project's datasets."""
+        return sorted(p.name[: -len(SUFFIX)] for p in self.data_dir.glob(f"*{SUFFIX}") if not p.name.startswith("."))
+
+    def path(self, name: str) -> Path:
+        """The store of dataset ``name``; only a name of this project's data folder is accepted."""
+        try:
+            check_dataset(name)
+        except InvalidName as e:
+            raise ProjectError(f"{e} (give a dataset name, e.g. one of {self.datasets()})") from None
+        data = self.data_dir.resolve()
+        store = (data / f"{name}{SUFFIX}").resolve()
+        if store.parent != data:  # a link pointing elsewhere
+            raise ProjectError(f"dataset {name} is not in project {self.name}")
+        if not store.is_dir():
+            raise ProjectError(f"project {self.name} has no dataset {name!r}; it has {self.datasets()}")
+        return store
+
+    def open(self, name: str):
+        """The dataset's Zarr group, read-only."""
+        import zarr
+        from zarr.storage import LocalStore
+
+        return zarr.open_group(store=LocalStore(self.path(name), read_only=True), mode="r")
+
+    def manifest(self, name: str) -> dict:
+        """What the import recorded: source file and hash, counts, chunking, codecs, checksums."""
+        try:
+            return json.loads((self.path(name) / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise ProjectError(f"dataset {name} has no manifest (not imported by datahavn)") from None
+
+    def samples(self, name: str) -> list[str]:
+        return [str(s) for s in self.open(name)["sample_id"][:]]
+
+    def genotypes(self, name: str):
+        """``call_genotype`` as an ``allel.GenotypeDaskArray`` (one Dask block per stored chunk of variants).
+
+        ``count_alleles`` (also with ``subpop=``) reads the store's allele index when there is one.
+        """
+        import dask.array as da
+
+        from .genotypes import AlleleIndex, ProjectGenotypes
+
+        root = self.open(name)
+        calls = root["call_genotype"]
+        values = da.from_zarr(calls, chunks=(calls.chunks[0], -1, -1), inline_array=True)
+        g = ProjectGenotypes(values)
+        g._index = AlleleIndex.of(root, calls, values.chunks[0])
+        if g._index is not None:
+            g._max_allele = g._index.max_allele
+        elif "variant_allele" in root:
+            g._max_allele = root["variant_allele"].shape[1] - 1
+        return g
+
+    def dask(self, n_workers: int | None = None, threads_per_worker: int | None = None,
+             processes: bool | None = None, memory_limit: str | None = None):
+        """A ``distributed.Client`` to this kernel's own LocalCluster, started on first use.
+
+        Defaults come from the server's configuration ($DATAHAVN_DASK_*): threads in the
+        kernel's process (fastest on one machine, nothing listening on the network). With
+        ``processes=True`` the workers are child processes of the kernel (same account and
+        group) and talk TLS with a certificate made for this cluster only, so no other
+        account on the machine can connect to them.
+        """
+        if self._client is not None and self._client.status == "running":
+            return self._client
+        from distributed import Client, LocalCluster
+
+        if processes is None:
+            processes = _env_int("DATAHAVN_DASK_PROCESSES", 0) == 1
+        n_workers = n_workers or _env_int("DATAHAVN_DASK_WORKERS", 1 if not processes else 2)
+        threads = threads_per_worker or _env_int("DATAHAVN_DASK_THREADS", 0) or max(
+            1, (os.cpu_count() or 1) // (n_workers if processes else 1)
+        )
+        memory = memory_limit or os.environ.get("DATAHAVN_DASK_MEMORY") or "auto"
+        kwargs = {"dashboard_address": None, "n_workers": n_workers, "threads_per_worker": threads,
+                  "processes": processes, "memory_limit": memory}
+        if processes:
+            from distributed.security import Security
+
+            security = Security.temporary()
+            kwargs.update(host="127.0.0.1", protocol="tls://", security=security)
+            cluster = LocalCluster(**kwargs)
+            self._client = Client(cluster, security=security)
+        else:
+            self._client = Client(LocalCluster(**kwargs))
+        return self._client
