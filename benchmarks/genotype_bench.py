@@ -600,7 +600,7 @@ class SizeRun:
                 r.subset or "all",
                 str(len(r.times)),
                 f"{s:.3f}",
-                f"{self.gbytes / 1e9 / s:.3g}",
+                gbps(self.gbytes / 1e9 / s),
                 f"{max(r.peaks) / 1e9:.2f} GB",
                 f"{s / base:.2f}" if base else "n/a",
                 "; ".join(x for x in (f"range {spread} s" if spread else "", r.note) if x),
@@ -658,6 +658,10 @@ def render(cols, rows) -> str:
                          for c, w, col in zip(cells, widths, cols, strict=True)).rstrip()
 
     return "\n".join([fmt(cols), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def gbps(x: float) -> str:
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
 
 
 def du(path: Path) -> int:

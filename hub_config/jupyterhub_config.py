@@ -5,6 +5,7 @@
 #     DATAHAVN_STATE_DIR=/srv/datahavn jupyterhub -f jupyterhub_config.py
 import os
 import sys
+from importlib.resources import files
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
@@ -53,6 +54,8 @@ c.JupyterHub.default_url = "/hub/home"
 c.JupyterHub.redirect_to_server = False
 c.ProjectSpawner.state_dir = str(lay.root)
 c.ProjectSpawner.python_env = s.user_env
+# a new workspace starts with the example notebook (allele frequencies, SFS, PCA, association)
+c.ProjectSpawner.workspace_seed = [str(files("datahavn.kernels") / "example.ipynb")]
 c.Spawner.disable_user_config = True
 # The grant is re-checked at every poll: a revoked or expired grant stops the server.
 c.Spawner.poll_interval = s.poll_interval

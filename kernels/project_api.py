@@ -129,7 +129,7 @@ class Project:
 
         if processes is None:
             processes = _env_int("DATAHAVN_DASK_PROCESSES", 0) == 1
-        n_workers = n_workers or _env_int("DATAHAVN_DASK_WORKERS", 1 if not processes else 2)
+        n_workers = n_workers or _env_int("DATAHAVN_DASK_WORKERS", 0) or (2 if processes else 1)
         threads = threads_per_worker or _env_int("DATAHAVN_DASK_THREADS", 0) or max(
             1, (os.cpu_count() or 1) // (n_workers if processes else 1)
         )

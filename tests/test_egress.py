@@ -25,7 +25,7 @@ async def workspace(hub, kernel):
         "nb['cells'] = [{'cell_type': 'markdown', 'metadata': {}, 'source': 'x' * 21_000_000}]\n"
         "json.dump(nb, open('huge.ipynb', 'w'))\n"
         "os.path.exists('data') or os.symlink('../../data', 'data')\n"
-        "os.symlink('data/demo.vcz', 'link-to-data') if not os.path.lexists('link-to-data') else None\n"
+        "os.symlink('data/cohort.vcz', 'link-to-data') if not os.path.lexists('link-to-data') else None\n"
         "print('ready')"
     )
     assert r.stdout.strip() == "ready", r.error
@@ -47,7 +47,7 @@ VECTORS = [
     ("GET", "files/genotypes.csv"),
     ("GET", "files/genotypes.csv?download=1"),
     ("GET", "files/ok.ipynb?download=1"),
-    ("GET", "files/data/demo.vcz/.zgroup"),
+    ("GET", "files/data/cohort.vcz/.zgroup"),
     ("GET", "files/link-to-data/.zgroup"),
     ("GET", "view/genotypes.csv"),
     ("GET", "nbconvert/html/ok.ipynb"),
@@ -61,7 +61,7 @@ VECTORS = [
     ("GET", "api/contents/huge.ipynb"),
     ("GET", "api/contents/.hidden.ipynb"),
     ("GET", "api/contents/link-to-data/.zgroup"),
-    ("GET", "api/contents/data/demo.vcz/call_genotype/0.0.0"),
+    ("GET", "api/contents/data/cohort.vcz/call_genotype/0.0.0"),
     ("GET", "api/contents/%2e%2e/%2e%2e/cardio/data"),
     ("GET", "api/contents/%252e%252e%252f%252e%252e/cardio"),
     ("GET", "api/contents//etc/passwd"),

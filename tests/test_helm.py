@@ -86,7 +86,9 @@ def find(docs, kind: str, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def settings(docs) -> kube.KubeSettings:
-    return kube.KubeSettings.from_dict(json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"]))
+    return kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
 
 
 def values() -> dict:
@@ -108,7 +110,6 @@ def server_pod(settings, user: str, project: str) -> dict:
     spec = kube.server_spec(settings, user, project, "reg/singleuser:1")
     try:
         import kubespawner.objects
-        from kubernetes_asyncio.client import V1Pod  # noqa: F401
     except ImportError:
         return {
             "metadata": {"labels": spec["extra_labels"]},
@@ -148,11 +149,13 @@ def server_pod(settings, user: str, project: str) -> dict:
 def dask_pods(settings, user: str, project: str) -> list[dict]:
     """Its scheduler and worker pods: dask-gateway's controller's own (when installed), else their labels and spec."""
     try:
+        import dask_gateway_server  # noqa: F401
+    except ImportError:
+        pass
+    else:
         from .test_kube import dask_pod
 
         return [dask_pod(settings, user, project, worker) for worker in (False, True)]
-    except ImportError:
-        pass
     config = kube.cluster_config(settings, user, project, {})
     pods = []
     for component, key in (("dask-scheduler", "scheduler"), ("dask-worker", "worker")):
@@ -213,11 +216,19 @@ AUDIT = (
     tcp(8002),
 )
 TRAEFIK = (
-    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "traefik"}}},
+    {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "traefik"}
+        }
+    },
     tcp(8000, 8786),
 )
 GATEWAY_API = (
-    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "gateway"}}},
+    {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "gateway"}
+        }
+    },
     tcp(8000),
 )
 DNS = (
@@ -338,7 +349,9 @@ def test_lint_values_set_every_option():
     ],
 )
 def test_schema_refuses(chart, bad, error):
-    result = helm("template", RELEASE, str(chart), "--kube-version", kube_version(), "-f", str(LINT_VALUES), "--set", bad)
+    result = helm(
+        "template", RELEASE, str(chart), "--kube-version", kube_version(), "-f", str(LINT_VALUES), "--set", bad
+    )
     assert result.returncode != 0 and "values don't meet the specifications of the schema" in result.stderr
     assert error in result.stderr
 
@@ -452,10 +465,14 @@ def test_no_pod_mounts_another_projects_volume(docs, settings):
     for project in claims:
         pods = [server_pod(settings, "alice", project), *dask_pods(settings, "alice", project)]
         for pod in pods:
-            mounted = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
+            mounted = {
+                v["persistentVolumeClaim"]["claimName"]
+                for v in pod["spec"].get("volumes", [])
+                if "persistentVolumeClaim" in v
+            }
             assert mounted <= claims[project], (project, mounted)
-            assert not any("hostPath" in v or "nfs" in v for v in pod["spec"]["volumes"])
-            datasets = [v for v in pod["spec"]["volumes"] if v["name"] == "datasets"]
+            assert not any("hostPath" in v or "nfs" in v for v in pod["spec"].get("volumes", []))
+            datasets = [v for v in pod["spec"].get("volumes", []) if v["name"] == "datasets"]
             assert all(v["persistentVolumeClaim"]["readOnly"] is True for v in datasets)
     # and the chart's own pods mount no project's
     for doc in docs:
@@ -513,6 +530,19 @@ def test_audit_service_and_its_database(chart, docs):
 def test_without_dask_gateway(chart):
     docs = render(chart, "dask-gateway.enabled=false")
     assert not [d for d in docs if "dask" in d["metadata"]["name"]]
-    settings = kube.KubeSettings.from_dict(json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"]))
+    settings = kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
     assert settings.gateway is None
     assert_confined(docs, server_pod(settings, "alice", "brca"), [HUB, AUDIT, DNS])
+
+
+def test_readme_minimal_values_install(chart):
+    example = CHART / "examples" / "minimal.yaml"
+    assert example.read_text() in (CHART / "README.md").read_text()  # the README shows this very file
+    import kubernetes_validate
+
+    docs = render(chart, values=(example,))
+    for doc in docs:
+        kubernetes_validate.validate(doc, kube_version(), strict=True)
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"} == {"datahavn-brca-workspaces"}

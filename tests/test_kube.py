@@ -290,7 +290,11 @@ def test_dask_option_fields(settings):
 
 def test_cluster_config(settings):
     gib = 1 << 30
-    pod_common = {"securityContext": SC_ALICE_BRCA[0], "automountServiceAccountToken": False, "enableServiceLinks": False}
+    pod_common = {
+        "securityContext": SC_ALICE_BRCA[0],
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+    }
     labels = {"datahavn/project": "brca", "datahavn/account": "dh-brca-alice"}
     assert kube.cluster_config(settings, "alice", "brca", {"worker_cores": 2.0, "worker_memory": 4.0}) == {
         "image": "reg/singleuser:1",

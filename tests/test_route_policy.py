@@ -20,7 +20,7 @@ Q = {}
         ("GET", "api/kernels/0b6e0f35-4b0e-4c6b-9f5c-1a2b3c4d5e6f/channels", Q),
         ("POST", "api/sessions", Q),
         ("GET", "api/contents/", {"content": ["1"]}),
-        ("GET", "api/contents/data/demo.vcz", {"content": ["0"]}),
+        ("GET", "api/contents/data/cohort.vcz", {"content": ["0"]}),
         ("PUT", "api/contents/analysis.ipynb", Q),
         ("PATCH", "api/contents/old.ipynb", Q),
         ("POST", "api/contents/analysis.ipynb/checkpoints", Q),
@@ -33,7 +33,7 @@ def test_what_jupyterlab_needs_is_allowed(method, path, query):
 @pytest.mark.parametrize(
     "method, path, query",
     [
-        ("GET", "files/data/demo.vcz/.zgroup", Q),
+        ("GET", "files/data/cohort.vcz/.zgroup", Q),
         ("GET", "files/analysis.ipynb", {"download": ["1"]}),
         ("GET", "view/report.html", Q),
         ("GET", "nbconvert/html/analysis.ipynb", Q),
