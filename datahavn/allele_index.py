@@ -96,8 +96,9 @@ def allele_counts(
     alt = allele > 0
     if (allele[alt] > max_allele).any():
         raise ValueError(f"max_allele={max_allele} is below the largest allele in the data")
-    np.add.at(ac, (variant[alt], allele[alt]), counts[alt])
+    # one row per (variant, allele): plain assignment, no accumulation needed
+    ac[variant[alt], allele[alt]] = counts[alt]
     missing = np.zeros(n_variants, dtype=np.int64)
-    np.add.at(missing, variant[~alt], counts[~alt])
+    missing[variant[~alt]] = counts[~alt]
     ac[:, 0] = n_called - missing - ac[:, 1:].sum(axis=1)
     return ac

@@ -133,8 +133,12 @@ def _bgzf_batches(raw: RawFile) -> Iterator[tuple[bytes, list[tuple[int, int]]]]
         raise SourceError("truncated file: no BGZF end-of-file block (was the copy cut short?)")
 
 
-def _inflate_batch(item) -> tuple[bytes, int]:
-    """The text of a batch of BGZF blocks and how many lines end in it."""
+def _inflate_batch(item) -> list[tuple[bytes, int]]:
+    """The text of each BGZF block of a batch, with its number of newlines.
+
+    Not joined: the parser joins whole lines once, and every copy of the text
+    costs as much as inflating it on these machines.
+    """
     (buf, blocks), count = item
     view = memoryview(buf)
     out = []
@@ -147,9 +151,9 @@ def _inflate_batch(item) -> tuple[bytes, int]:
             raise SourceError(f"damaged compressed data ({e})") from None
         if len(text) != isize or (_inflater.crc32(text) & 0xFFFFFFFF) != crc:
             raise SourceError("damaged compressed data (checksum mismatch)")
-        out.append(text)
-    text = b"".join(out)
-    return text, count(text)
+        if text:
+            out.append((text, count(text)))
+    return out
 
 
 def _gzip_stream(raw: RawFile) -> Iterator[bytes]:
@@ -188,7 +192,8 @@ def text_stream(
     head = raw.peek(64)
     if is_bgzf(head):
         batches = ((batch, count) for batch in _bgzf_batches(raw))
-        yield from ordered_map(pool, _inflate_batch, batches, depth)
+        for pieces in ordered_map(pool, _inflate_batch, batches, depth):
+            yield from pieces
     else:
         for piece in _gzip_stream(raw) if head[:2] == GZIP_MAGIC else _plain_stream(raw):
             yield piece, count(piece)

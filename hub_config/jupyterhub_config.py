@@ -13,6 +13,7 @@ from datahavn.hub_config import audit_hub
 from datahavn.hub_config.audit_service import AUDIT_SCOPE, open_store
 from datahavn.hub_config.projects import user_projects
 from datahavn.hub_config.provision import ensure_state
+from datahavn.hub_config.roles import hub_roles
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawner import ProjectSpawner
 
@@ -87,11 +88,8 @@ c.JupyterHub.services = [
         "oauth_client_allowed_scopes": [AUDIT_SCOPE],
     }
 ]
-c.JupyterHub.load_roles = [
-    # least privilege: the service needs no hub scopes (it identifies tokens through the hub)
-    {"name": "datahavn-audit", "scopes": [], "services": ["datahavn-audit"]},
-    {"name": "datahavn-auditor", "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"], "users": ["admin"]},
-]
+# roles (roles.py): researchers cannot mint API tokens; admin reads the audit trail
+c.JupyterHub.load_roles = hub_roles(auditors=["admin"])
 c.ProjectSpawner.environment = {"DATAHAVN_AUDIT_URL": f"{audit_url}/services/datahavn-audit/"}
 audit_hub.configure(open_store(lay, s.audit_db_url))
 c.JupyterHub.tornado_settings = {"log_function": audit_hub.log_function}
@@ -99,8 +97,8 @@ c.JupyterHub.tornado_settings = {"log_function": audit_hub.log_function}
 # -- the administrators' scripting token (DATAHAVN_ADMIN_TOKEN), as a service's token
 if s.admin_token:
     c.JupyterHub.services.append({"name": "datahavn-admin", "api_token": s.admin_token})
+    c.JupyterHub.load_roles = hub_roles(auditors=["admin"], auditor_services=["datahavn-admin"])
     c.JupyterHub.load_roles.append({"name": "admin", "services": ["datahavn-admin"]})
-    c.JupyterHub.load_roles[1]["services"] = ["datahavn-admin"]
 
 # -- site additions: a config file of the administrator's, loaded last
 if os.environ.get("DATAHAVN_HUB_EXTRA_CONFIG"):

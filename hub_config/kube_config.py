@@ -15,6 +15,7 @@ from datahavn.hub_config import audit_hub
 from datahavn.hub_config.audit_service import AUDIT_SCOPE, open_store
 from datahavn.hub_config.kube_spawner import DEFAULT_SETTINGS, KubeProjectSpawner, load_settings
 from datahavn.hub_config.projects import user_projects
+from datahavn.hub_config.roles import hub_roles
 
 c = get_config()  # noqa: F821
 
@@ -52,37 +53,14 @@ c.JupyterHub.template_vars = {
     "datahavn_projects": lambda user: user_projects(user.db, user.name) if user else [],
 }
 
-# -- roles. Researchers hold 'self' without 'tokens': they cannot mint a token naming another of
-#    their workspaces (access:servers!server=...) and carry it into this one. Tokens come only from
-#    the hub, one per server; the audit service and dask-gateway accept only those.
+# -- roles (hub_config/roles.py): researchers cannot mint tokens; tokens come only from the hub,
+#    one per server, and the audit service and dask-gateway accept only those.
 hub.custom_scopes = {
     **_set("custom_scopes", dict),
     AUDIT_SCOPE: {"description": "Read and verify the Datahavn audit trail."},
 }
 roles = _set("load_roles", list)
-roles.extend(
-    [
-        {
-            "name": "user",
-            "description": "Researchers: their own servers and model, no API tokens of their own",
-            "scopes": [
-                "read:users!user",
-                "users:activity!user",
-                "servers!user",
-                "access:servers!user",
-                "read:shares!user",
-                "users:shares!user",
-            ],
-        },
-        # least privilege: the service identifies tokens through the hub and needs no scopes of its own
-        {"name": "datahavn-audit", "scopes": [], "services": ["datahavn-audit"]},
-        {
-            "name": "datahavn-auditor",
-            "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"],
-            "users": list(settings.auditors),
-        },
-    ]
-)
+roles.extend(hub_roles(settings.auditors))
 
 # -- the audit trail: the service runs in its own pod (the chart's audit Deployment); the hub
 #    records its own events into the same PostgreSQL store, with the key from the chart's Secret

@@ -4,7 +4,7 @@ The Kubernetes twin of :class:`.spawner.ProjectSpawner`, and thin: the rules
 are shared, not repeated.
 
 - the checks at start (default server refused, project name, current grant)
-  are ProjectSpawner's own ``check_allowed``, with its messages; the grant
+  are :class:`.spawner.ProjectRules`' ``check_allowed``, with its messages; the grant
   is read by :func:`.projects.check_grant` at start and again at every poll,
   so a revoked or expired grant stops the pod within ``poll_interval``;
 - what the pod is (uid and gid, volumes, environment, labels) comes from the
@@ -24,8 +24,7 @@ from traitlets import Unicode
 from datahavn.grants import project_record
 
 from . import kube
-from .projects import check_grant
-from .spawner import ProjectSpawner, WorkspaceError
+from .spawner import ProjectRules, WorkspaceError
 
 #: Where the chart mounts its ConfigMap (``templates/hub/configmap.yaml``).
 DEFAULT_SETTINGS = "/usr/local/etc/jupyterhub/jupyterhub_config.d/datahavn.json"
@@ -49,22 +48,13 @@ def project_users(db, project: str) -> set[str]:
     return {u.name for u in group.users} | set(record.get("grants") or {})
 
 
-class KubeProjectSpawner(KubeSpawner):
+class KubeProjectSpawner(ProjectRules, KubeSpawner):
     """Start a project workspace as a pod of the (user, project) identity."""
 
     datahavn_settings = Unicode(
         DEFAULT_SETTINGS,
         help="The chart's Datahavn settings (JSON): projects, their volumes and Dask limits, addresses.",
     ).tag(config=True)
-
-    # One set of rules for both spawners: the same function objects, not copies.
-    check_allowed = ProjectSpawner.check_allowed
-    _actor = ProjectSpawner._actor
-    _audit = ProjectSpawner._audit
-
-    @property
-    def project(self) -> str:
-        return self.name
 
     def apply_project(self) -> None:
         """Set this pod's identity, volumes and environment for the checked (user, project)."""
@@ -103,16 +93,8 @@ class KubeProjectSpawner(KubeSpawner):
         self._audit("spawn", actor=self._actor(), outcome="ok", detail={"uid": self.uid, "pod": self.pod_name})
         return result
 
-    async def poll(self):
-        status = await super().poll()
-        if status is None and self.name:
-            grant = check_grant(self.db, self.user.name, self.name)
-            if not grant.current:
-                self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
-                await super().stop(now=True)
-                self._audit("stop", actor="hub", outcome="ok", detail=f"grant {grant.status}")
-                return 0
-        return status
+    async def stop_lapsed(self) -> None:
+        await super().stop(now=True)
 
     async def stop(self, now=False):
         await super().stop(now=now)

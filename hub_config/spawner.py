@@ -48,7 +48,70 @@ class WorkspaceError(web.HTTPError):
         pass
 
 
-class ProjectSpawner(LocalProcessSpawner):
+class ProjectRules:
+    """What every Datahavn spawner does the same way, local processes or Kubernetes pods.
+
+    The checks at start, the grant check at every poll (a lapsed grant stops the
+    server through ``stop_lapsed``), and the audit records of both. Mix in before
+    the JupyterHub spawner class.
+    """
+
+    @property
+    def project(self) -> str:
+        return self.name
+
+    def check_allowed(self):
+        """Raise a 4xx HTTPError unless this spawn may happen."""
+        if not self.name:
+            raise WorkspaceError(
+                400,
+                "Datahavn workspaces belong to projects: start one from the home page, "
+                f"or open /hub/spawn/{self.user.name}/<project>.",
+            )
+        try:
+            check_project(self.name)
+        except InvalidName as e:
+            raise WorkspaceError(400, f"{e}") from None
+        grant = check_grant(self.db, self.user.name, self.name)
+        if not grant.current:
+            detail = {
+                "expired": f"your access expired at {grant.until}",
+                "revoked": "your access was revoked",
+            }.get(grant.status, "you have not been granted access")
+            raise WorkspaceError(
+                403,
+                f"Cannot start a workspace for project {self.name}: {detail}. Ask an administrator for a grant.",
+            )
+        return grant
+
+    def _actor(self) -> str | None:
+        handler = getattr(self, "handler", None)
+        who = getattr(handler, "current_user", None) if handler is not None else None
+        return getattr(who, "name", None)
+
+    def _audit(self, kind: str, **fields) -> None:
+        audit_hub.record(
+            kind, user=self.user.name, project=self.name or None,
+            server=f"{self.user.name}/{self.name}", **fields,
+        )  # fmt: skip
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self.name:
+            grant = check_grant(self.db, self.user.name, self.name)
+            if not grant.current:
+                self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
+                await self.stop_lapsed()
+                self._audit("stop", actor="hub", outcome="ok", detail=f"grant {grant.status}")
+                return 0
+        return status
+
+    async def stop_lapsed(self) -> None:
+        """Stop the server at once: its grant is no longer current."""
+        raise NotImplementedError
+
+
+class ProjectSpawner(ProjectRules, LocalProcessSpawner):
     """Start a project workspace as the (user, project) unix account.
 
     - refuses the default (unnamed) server: every workspace belongs to a project;
@@ -116,10 +179,6 @@ class ProjectSpawner(LocalProcessSpawner):
     def layout(self) -> Layout:
         return Layout(Path(self.state_dir))
 
-    @property
-    def project(self) -> str:
-        return self.name
-
     @default("cmd")
     def _default_cmd(self):
         return [os.path.join(self.python_env, "bin", "jupyterhub-singleuser")]
@@ -132,32 +191,6 @@ class ProjectSpawner(LocalProcessSpawner):
     @default("default_url")
     def _default_url(self):
         return "/lab"
-
-    # --- the checks -------------------------------------------------------
-
-    def check_allowed(self):
-        """Raise a 4xx HTTPError unless this spawn may happen."""
-        if not self.name:
-            raise WorkspaceError(
-                400,
-                "Datahavn workspaces belong to projects: start one from the home page, "
-                f"or open /hub/spawn/{self.user.name}/<project>.",
-            )
-        try:
-            check_project(self.name)
-        except InvalidName as e:
-            raise WorkspaceError(400, f"{e}") from None
-        grant = check_grant(self.db, self.user.name, self.name)
-        if not grant.current:
-            detail = {
-                "expired": f"your access expired at {grant.until}",
-                "revoked": "your access was revoked",
-            }.get(grant.status, "you have not been granted access")
-            raise WorkspaceError(
-                403,
-                f"Cannot start a workspace for project {self.name}: {detail}. Ask an administrator for a grant.",
-            )
-        return grant
 
     # --- starting ---------------------------------------------------------
 
@@ -205,17 +238,6 @@ class ProjectSpawner(LocalProcessSpawner):
             os.chdir(cwd)
 
         return preexec
-
-    def _actor(self) -> str | None:
-        handler = getattr(self, "handler", None)
-        who = getattr(handler, "current_user", None) if handler is not None else None
-        return getattr(who, "name", None)
-
-    def _audit(self, kind: str, **fields) -> None:
-        audit_hub.record(
-            kind, user=self.user.name, project=self.name or None,
-            server=f"{self.user.name}/{self.name}", **fields,
-        )  # fmt: skip
 
     async def start(self):
         try:
@@ -275,21 +297,13 @@ class ProjectSpawner(LocalProcessSpawner):
 
     # --- running and stopping ---------------------------------------------
 
-    async def poll(self):
-        status = await super().poll()
-        if status is None and self.name:
-            grant = check_grant(self.db, self.user.name, self.name)
-            if not grant.current:
-                self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
-                await self.terminate()
-                self._audit("stop", actor="hub", outcome="ok", detail=f"grant {grant.status}")
-                return 0
-        return status
-
     async def stop(self, now=False):
         await super().stop(now=now)
         await self.terminate()
         self._audit("stop", actor=self._actor(), outcome="ok")
+
+    async def stop_lapsed(self) -> None:
+        await self.terminate()
 
     async def terminate(self) -> None:
         """Kill the server and everything else its account still runs (kernels, workers)."""

@@ -9,38 +9,86 @@ the store: scikit-allel 1.3.13 on numpy 2 overflows when it has to guess it.
 
 from __future__ import annotations
 
+import json
+import threading
+from pathlib import Path
+
 import allel
 import dask
 import dask.array as da
+import numcodecs
 import numpy as np
 
 from datahavn import allele_index as ai
 
 
+class _Stored:
+    """One array of the allele index, read straight from its zarr v2 chunk files.
+
+    The index is read in slices that do not follow its chunks; going through zarr
+    costs several times the decompression itself, so the chunks are decoded here,
+    each once per reader.
+    """
+
+    def __init__(self, path: Path):
+        meta = json.loads((path / ".zarray").read_text())
+        if meta.get("zarr_format") != 2 or meta.get("filters") or meta.get("order", "C") != "C":
+            raise ValueError(f"{path}: not an allele index array")
+        self.path, self.shape, self.chunks = path, tuple(meta["shape"]), tuple(meta["chunks"])
+        self.dtype = np.dtype(meta["dtype"])
+        self.codec = numcodecs.get_codec(meta["compressor"]) if meta["compressor"] else None
+        self.sep = meta.get("dimension_separator", ".")
+        self._decoded: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _chunk(self, i: int) -> np.ndarray:
+        with self._lock:
+            hit = self._decoded.get(i)
+        if hit is not None:
+            return hit
+        key = self.sep.join([str(i)] + ["0"] * (len(self.chunks) - 1))
+        raw = (self.path / key).read_bytes()
+        data = self.codec.decode(raw) if self.codec else raw
+        arr = np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
+        with self._lock:
+            self._decoded[i] = arr
+        return arr
+
+    def __getitem__(self, sel: slice) -> np.ndarray:
+        lo, hi, _ = sel.indices(self.shape[0])
+        if hi <= lo:
+            return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
+        n = self.chunks[0]
+        parts = [self._chunk(i)[max(lo - i * n, 0) : hi - i * n] for i in range(lo // n, (hi - 1) // n + 1)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class AlleleIndex:
     """The allele index of one store, read lazily (rows once, payload per block)."""
 
-    def __init__(self, group, n_samples: int, ploidy: int, variants_chunks: tuple[int, ...]):
-        self.group = group
+    def __init__(self, path: Path, n_samples: int, ploidy: int, variants_chunks: tuple[int, ...], max_allele: int):
+        self.path = path
         self.n_samples, self.ploidy = n_samples, ploidy
         self.chunks = variants_chunks
-        self.max_allele = int(group.attrs["max_allele"])
+        self.max_allele = max_allele
         self._rows = None
 
     @classmethod
-    def of(cls, root, calls, variants_chunks: tuple[int, ...]):
-        if ai.GROUP not in root:
+    def of(cls, store: Path, calls, variants_chunks: tuple[int, ...]):
+        path = store / ai.GROUP
+        try:
+            attrs = json.loads((path / ".zattrs").read_text())
+        except (OSError, ValueError):
             return None
-        group = root[ai.GROUP]
-        if group.attrs.get("format_version") != ai.FORMAT_VERSION:
+        if attrs.get("format_version") != ai.FORMAT_VERSION:
             return None
-        return cls(group, calls.shape[1], calls.shape[2], variants_chunks)
+        return cls(path, calls.shape[1], calls.shape[2], variants_chunks, int(attrs["max_allele"]))
 
     @property
     def rows(self) -> dict:
         if self._rows is None:
-            self._rows = {name: self.group[name][:] for name in ai.ROW_ARRAYS}
-            self._haplotypes, self._bits = self.group["haplotypes"], self.group["bits"]
+            self._haplotypes, self._bits = _Stored(self.path / "haplotypes"), _Stored(self.path / "bits")
+            self._rows = {name: _Stored(self.path / name)[:] for name in ai.ROW_ARRAYS}
         return self._rows
 
     def _block(self, first: int, stop: int, mask, n_called: int, max_allele: int) -> np.ndarray:
@@ -72,7 +120,8 @@ class AlleleIndex:
         n_called = self.n_samples * self.ploidy if mask is None else int(mask.sum())
         blocks, first = [], 0
         for size in self.chunks:
-            part = dask.delayed(self._block, pure=True)(first, first + size, mask, n_called, max_allele)
+            # pure=False: a pure key would hash self, with every chunk it has decoded
+            part = dask.delayed(self._block, pure=False)(first, first + size, mask, n_called, max_allele)
             blocks.append(da.from_delayed(part, shape=(size, max_allele + 1), dtype=np.int32))
             first += size
         return allel.AlleleCountsDaskArray(da.concatenate(blocks, axis=0))

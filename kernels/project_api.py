@@ -102,11 +102,12 @@ class Project:
 
         from .genotypes import AlleleIndex, ProjectGenotypes
 
+        store = self.path(name)
         root = self.open(name)
         calls = root["call_genotype"]
         values = da.from_zarr(calls, chunks=(calls.chunks[0], -1, -1), inline_array=True)
         g = ProjectGenotypes(values)
-        g._index = AlleleIndex.of(root, calls, values.chunks[0])
+        g._index = AlleleIndex.of(store, calls, values.chunks[0])
         if g._index is not None:
             g._max_allele = g._index.max_allele
         elif "variant_allele" in root:

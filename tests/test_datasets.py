@@ -28,7 +28,7 @@ async def test_import_list_verify(hub, cli, kernel, tmp_path, unique):
     store = hub.layout.data("brca") / f"{name}.vcz"
     # read-only for the project's group, nothing for anyone else
     gid = grp.getgrnam("dh-brca").gr_gid
-    for dirpath, dirs, files in os.walk(store):
+    for dirpath, _dirs, files in os.walk(store):
         st = os.stat(dirpath)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o2750), dirpath
         for f in files:

@@ -3,6 +3,7 @@
 import grp
 import json
 import pwd
+import time
 
 import pytest
 
@@ -85,3 +86,18 @@ async def test_kernel_runs_without_privileges(hub, kernel, path):
     k = await kernel("alice", "brca")
     r = await k.execute(f"import os\nos.listdir({path!r}) if os.path.isdir({path!r}) else open({path!r}).read()")
     assert r.error.startswith("PermissionError"), r.error
+
+
+def test_researchers_cannot_mint_tokens(hub):
+    """A token of one's own would reach every workspace of that person, across projects."""
+    hub.start("carol", "brca")
+    token = hub.user_token("carol")
+    r = hub.rest("POST", "/users/carol/tokens", token=token, json={"note": "bridge"})
+    assert r.status_code == 403, r.text
+    # what the hub gave carol still works for her own servers
+    assert hub.rest("GET", "/user", token=token).json()["name"] == "carol"
+    deadline = time.monotonic() + 10  # the hub records a request just after answering it
+    while not any("POST /hub/api/users/carol/tokens -> 403" in str(e.get("detail")) for e in hub.events(
+            kind="denied", user="carol")):
+        assert time.monotonic() < deadline, "the refusal was not recorded"
+        time.sleep(0.3)
