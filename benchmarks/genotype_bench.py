@@ -39,7 +39,8 @@ one size, ``DIR/<samples>x<sites>`` for several).
 Dependencies: msprime, tskit, numpy, zarr 3, numcodecs, dask, scikit-allel, bio2zarr[vcf] (its cyvcf2 htslib also
 bgzips and indexes the VCF), sgkit, psutil (all in the hub venv); plink2 on PATH (Debian: ``apt-get install -y
 plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until ``datahavn.vcz_import`` and
-``datahavn.kernels.project`` exist.
+``datahavn.kernels.project.Project`` exist (for the latter it falls back to ``datahavn.kernels.Project``, where the
+class is today, and says so in the row's notes).
 """
 
 from __future__ import annotations

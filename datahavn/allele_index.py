@@ -62,22 +62,24 @@ def count_rows(rows: dict, haplotypes: np.ndarray, bits: np.ndarray, mask: np.nd
     if mask is None:
         return count
     kind, start = rows["row_kind"], rows["row_start"]
-    n_hap = len(mask)
     out = np.empty(len(kind), dtype=np.int64)
     listed = kind != BITS
     if listed.any():
-        length = np.where(kind == LIST, count, n_hap - count)[listed]
-        first = start[listed]
-        hits = np.zeros(len(haplotypes) + 1, dtype=np.int64)
-        np.cumsum(mask[haplotypes], out=hits[1:])
-        inside = hits[first + length] - hits[first]
+        length = np.where(kind == LIST, count, len(mask) - count)[listed]
+        inside = np.zeros(len(length), dtype=np.int64)
+        some = length > 0  # a complement list is empty when every haplotype carries the allele
+        if some.any():
+            inside[some] = np.add.reduceat(mask[haplotypes], start[listed][some], dtype=np.int64)
         out[listed] = np.where(kind[listed] == LIST, inside, int(mask.sum()) - inside)
     dense = ~listed
     if dense.any():
         packed = np.packbits(mask, bitorder="little")
         words = np.zeros(bits.shape[1], dtype=np.uint8)
         words[: len(packed)] = packed
-        selected = bits[start[dense]].view(np.uint64) & words.view(np.uint64)
+        at = start[dense]
+        # bit rows are stored in row order: usually one slice, no copy
+        rows_bits = bits[at[0] : at[-1] + 1] if at[-1] - at[0] + 1 == len(at) else bits[at]
+        selected = np.bitwise_and(rows_bits.view(np.uint64), words.view(np.uint64))
         out[dense] = np.bitwise_count(selected).sum(axis=1, dtype=np.int64)
     return out
 

@@ -88,7 +88,8 @@ def write_demo_dataset(layout: Layout, project: str, actor: str) -> Path:
         dosage = cohorts.simulate(tmp, samples, length, seed, prefix=f"{project}_")
         np.save(dosage_file, dosage)
         os.rename(tmp, vcf)
-    datasets.import_dataset(layout, project, DATASET, vcf, workers=2, actor=actor)
+    datasets.import_dataset(layout, project, DATASET, vcf, workers=2, actor=actor,
+                            audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", ""))
     ids = [f"{project}_{i:04d}" for i in range(samples)]
     gid = provision.ensure_project(layout, project)
     cohorts.phenotypes(layout.shared(project) / "phenotypes.csv", ids, np.load(dosage_file), seed, gid)

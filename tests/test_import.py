@@ -250,3 +250,44 @@ def test_refuses_existing_store(tmp_path, sim_text):
     with pytest.raises(FileExistsError):
         convert(src, store)
     assert (store / "keep").read_text() == "x"
+
+
+def test_stack_fixes(tmp_path, sim_text):
+    """scikit-allel 1.3.13 on numpy 2 / Dask: what breaks upstream works through datahavn.kernels."""
+    import dask.array as da
+
+    from datahavn.kernels.genotypes import locate_unlinked
+
+    src = write(tmp_path / "in.vcf", sim_text, "vcf")
+    convert(src, tmp_path / "p" / "data" / "s.vcz")
+    g = Project("p", tmp_path / "p").genotypes("s")
+    numpy_g = allel.GenotypeArray(g.compute())
+    top = int(numpy_g.max())
+    # upstream: count_alleles() without max_allele overflows int8 on numpy 2
+    plain = allel.GenotypeDaskArray(g.values)
+    try:
+        plain.count_alleles().compute()
+        upstream_overflows = False
+    except OverflowError:
+        upstream_overflows = True
+    assert upstream_overflows, "scikit-allel fixed the overflow: the workaround can go"
+    # ours: whole array (index) and a slice (scikit-allel with max_allele from the data)
+    assert np.array_equal(g.count_alleles().compute(), numpy_g.count_alleles(max_allele=top))
+    part = g[100:400]
+    assert type(part).__name__ == "ProjectGenotypes" and part._index is None
+    assert np.array_equal(part.count_alleles().compute(), numpy_g[100:400].count_alleles(max_allele=int(
+        numpy_g[100:400].max())))
+    # upstream: locate_unlinked on a Dask array fails; ours prunes block by block
+    gn = g.to_n_alt()
+    assert isinstance(gn, da.Array)
+    try:
+        allel.locate_unlinked(gn)
+        upstream_fails = False
+    except (TypeError, ValueError):
+        upstream_fails = True
+    assert upstream_fails
+    loc = locate_unlinked(gn.rechunk({0: 250}), size=50, step=10, threshold=0.1)
+    n = numpy_g.to_n_alt()
+    expected = np.concatenate([allel.locate_unlinked(n[i : i + 250], size=50, step=10, threshold=0.1)
+                               for i in range(0, len(n), 250)])
+    assert loc.dtype == bool and np.array_equal(loc, expected) and 0 < loc.sum() < len(loc)
