@@ -38,6 +38,10 @@ MANIFEST = "manifest.json"
 #: Genotype-like arrays: bit-shuffled zstd level 1 (decodes as fast as zstd 7, encodes 6x faster).
 CALLS_CODEC = {"id": "blosc", "cname": "zstd", "clevel": 1, "shuffle": Blosc.BITSHUFFLE, "blocksize": 0}
 INDEX_CODEC = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": Blosc.SHUFFLE, "blocksize": 0}
+#: The allele index's payload (carrier lists, bitsets) is stored raw: it compresses by a third at most, and
+#: counting for a subset of samples then reads it from the page cache without decoding (measured: decoding
+#: took half of the time of a subset's allele counts at 5 000 x 487 000).
+PAYLOAD_CODEC = None
 SMALL_CODEC = {"id": "blosc", "cname": "zstd", "clevel": 5, "shuffle": Blosc.SHUFFLE, "blocksize": 0}
 CHUNK_BYTES = 64 << 20
 SAMPLES_CHUNK = 10_000
@@ -73,7 +77,7 @@ class ChunkWriter:
         self.name, self.tail, self.chunks = name, tuple(tail), tuple(chunks)
         self.dtype, self.codec, self.dims = np.dtype(dtype), codec, dims
         self.pool, self.inflight, self.depth = pool, deque(), depth
-        self.compressor = Blosc(**{k: v for k, v in codec.items() if k != "id"})
+        self.compressor = Blosc(**{k: v for k, v in codec.items() if k != "id"}) if codec else None
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         self.length = 0
@@ -136,7 +140,8 @@ class ChunkWriter:
                 padded = np.zeros(self.chunks, dtype=self.dtype)
                 padded[tuple(slice(0, k) for k in part.shape)] = part
                 part = padded
-            out.append((".".join(map(str, starts)), self.compressor.encode(np.ascontiguousarray(part))))
+            raw = np.ascontiguousarray(part)
+            out.append((".".join(map(str, starts)), self.compressor.encode(raw) if self.compressor else raw.tobytes()))
         return out
 
     def _write_chunk(self, i: int, data: np.ndarray) -> None:
@@ -432,8 +437,8 @@ class StoreWriter:
             name: writer(name, (), (1 << 20,), dtype, INDEX_CODEC, ("rows",), ix)
             for name, dtype in zip(allele_index.ROW_ARRAYS, ("i4", "i1", "i4", "i1", "i8"), strict=True)
         }
-        self.haplotypes = writer("haplotypes", (), (4 << 20,), hap_dtype, INDEX_CODEC, ("entries",), ix)
-        self.bits = writer("bits", (w,), (max(1, (8 << 20) // w), w), "u1", INDEX_CODEC, ("bit_rows", "bytes"), ix)
+        self.haplotypes = writer("haplotypes", (), (4 << 20,), hap_dtype, PAYLOAD_CODEC, ("entries",), ix)
+        self.bits = writer("bits", (w,), (max(1, (8 << 20) // w), w), "u1", PAYLOAD_CODEC, ("bit_rows", "bytes"), ix)
         self.n_variants = 0
         self.max_allele = 0
 

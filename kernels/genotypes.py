@@ -47,9 +47,11 @@ class _Stored:
         if hit is not None:
             return hit
         key = self.sep.join([str(i)] + ["0"] * (len(self.chunks) - 1))
-        raw = (self.path / key).read_bytes()
-        data = self.codec.decode(raw) if self.codec else raw
-        arr = np.frombuffer(data, dtype=self.dtype).reshape(self.chunks)
+        if self.codec is None:  # raw: map the file, nothing to decode or copy
+            arr = np.memmap(self.path / key, dtype=self.dtype, mode="r", shape=self.chunks)
+        else:
+            arr = np.frombuffer(self.codec.decode((self.path / key).read_bytes()), dtype=self.dtype)
+            arr = arr.reshape(self.chunks)
         with self._lock:
             self._decoded[i] = arr
         return arr
