@@ -39,8 +39,7 @@ one size, ``DIR/<samples>x<sites>`` for several).
 Dependencies: msprime, tskit, numpy, zarr 3, numcodecs, dask, scikit-allel, bio2zarr[vcf] (its cyvcf2 htslib also
 bgzips and indexes the VCF), sgkit, psutil (all in the hub venv); plink2 on PATH (Debian: ``apt-get install -y
 plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until ``datahavn.vcz_import`` and
-``datahavn.kernels.project.Project`` exist (for the latter it falls back to ``datahavn.kernels.Project``, where the
-class is today, and says so in the row's notes).
+``datahavn.kernels.Project`` exist.
 """
 
 from __future__ import annotations
@@ -119,17 +118,8 @@ def _import_ours_convert():
 
 
 def _import_ours_project():
-    try:
-        return _import_ours("datahavn.kernels.project", "Project", "datahavn Project")
-    except NotAvailable as first:
-        # The kernel library as written exports the class from the package (``project`` there is the preloaded
-        # instance, not a module): use it, and say so in the table.
-        try:
-            Project = _import_ours("datahavn.kernels", "Project", "datahavn Project")
-        except NotAvailable:
-            raise first from None
-        NOTES.append("via datahavn.kernels.Project (no module datahavn.kernels.project)")
-        return Project
+    # ``datahavn.kernels.project`` is the preloaded instance; the class is exported beside it
+    return _import_ours("datahavn.kernels", "Project", "datahavn Project")
 
 
 def _require(module, hint):

@@ -40,7 +40,7 @@ def convert_bcf(raw, store, pool, workers: int, progress: bool) -> dict:
     ploidy = first.genotype.array().shape[1] - 1
     out = StoreWriter(store, n_samples, ploidy, pool, depth=workers)
     variants = _Variants(header)
-    bar = Progress(0, progress)
+    bar = Progress(0, progress)  # htslib reads the file: only the records are counted
     chunk = out.variants_chunk
     batch: deque = deque([first])
     number = len(lines)

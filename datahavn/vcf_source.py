@@ -10,6 +10,7 @@ The SHA-256 of the file's bytes is computed on the way, for the manifest.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zlib
 from collections import deque
@@ -64,6 +65,11 @@ class RawFile:
         self.sha256.update(data)
         self.size += len(data)
         return data
+
+    @property
+    def total(self) -> int:
+        """The file's size in bytes."""
+        return os.fstat(self._f.fileno()).st_size
 
     def peek(self, n: int) -> bytes:
         pos = self._f.tell()

@@ -381,7 +381,6 @@ def convert(source: str | os.PathLike, store: str | os.PathLike, workers: int = 
 
 
 def _convert_vcf(raw: RawFile, store: Path, pool, workers: int, progress: bool) -> dict:
-    size = os.fstat(raw._f.fileno()).st_size
     kind = "vcf.bgzf" if is_bgzf(raw.peek(64)) else "vcf.gz" if raw.peek(2) == b"\x1f\x8b" else "vcf"
     header, header_lines, pieces = _records_start(
         text_stream(raw, pool, depth=2 * workers, count=vcf_parse.count_newlines)
@@ -394,7 +393,7 @@ def _convert_vcf(raw: RawFile, store: Path, pool, workers: int, progress: bool) 
     n_samples = len(header.samples)
     out = StoreWriter(store, n_samples, ploidy, pool, depth=workers)
     variants = _Variants(header)
-    bar = Progress(size, progress)
+    bar = Progress(raw.total, progress)
     blocks = ((parts, n, n_samples, ploidy) for parts, n in line_chunks(pieces, out.variants_chunk))
     line = header_lines + 1
     for result in ordered_map(pool, _parse_and_index, blocks, workers + 1):
