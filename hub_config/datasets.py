@@ -72,6 +72,8 @@ def import_dataset(
 
     final = store_path(layout, project, name)
     source = Path(source)
+    if os.geteuid() != 0:
+        raise DatasetError("dataset import runs as root on the hub machine (it sets the project's ownership)")
     if final.exists():
         raise DatasetError(f"dataset {name} already exists in {project} (datasets are never overwritten)")
     if not source.is_file():
