@@ -55,6 +55,17 @@ def _lock_down(path: Path, gid: int) -> None:
             os.chmod(os.path.join(dirpath, f), 0o640)
 
 
+def _remove_abandoned(data: Path) -> None:
+    """Staging folders of imports whose process is gone (killed, machine restarted)."""
+    for path in data.glob(".import-*-*"):
+        try:
+            os.kill(int(path.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
 def import_dataset(
     layout: Layout,
     project: str,
@@ -82,7 +93,8 @@ def import_dataset(
         gid = provision.ensure_project(layout, project)
     except provision.ProvisionError as e:
         raise DatasetError(str(e)) from None
-    staging = layout.data(project) / f".import-{name}-{secrets.token_hex(4)}"
+    _remove_abandoned(layout.data(project))
+    staging = layout.data(project) / f".import-{os.getpid()}-{secrets.token_hex(4)}"
     staging.mkdir(mode=0o700)
     event = {"kind": "dataset_import", "user": actor, "actor": actor, "project": project}
     try:

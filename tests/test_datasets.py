@@ -67,6 +67,9 @@ def test_failed_import_leaves_nothing(hub, cli, tmp_path, unique):
     src = tmp_path / "cut.vcf.gz"
     src.write_bytes(good[: len(good) * 2 // 3])
     before = leftovers(hub, "cardio")
+    # a staging folder of an import that was killed: the next import clears it
+    abandoned = hub.layout.data("cardio") / ".import-999999999-dead"
+    abandoned.mkdir()
     name = unique("bad")
     r = cli("dataset", "import", "cardio", name, str(src), *state(hub))
     assert r.returncode == 1
