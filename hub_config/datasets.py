@@ -156,7 +156,7 @@ def list_datasets(layout: Layout, project: str | None = None) -> list[dict]:
 
 def verify_dataset(layout: Layout, project: str, name: str) -> list[str]:
     """Arrays whose files no longer match the manifest's checksums (empty: all match)."""
-    from datahavn.vcz_import import array_digest
+    from datahavn.zarr_v2 import array_digest
 
     store = store_path(layout, project, name)
     m = read_manifest(store)

@@ -17,7 +17,8 @@ import zarr
 from datahavn import allele_index as ai
 from datahavn.kernels import Project
 from datahavn.vcf_source import SourceError
-from datahavn.vcz_import import array_digest, convert
+from datahavn.vcz_import import convert
+from datahavn.zarr_v2 import array_digest
 
 from .vcf_data import EDGE_VCF, bgzip, simulated_vcf, write
 

@@ -81,6 +81,19 @@ BRCA_MOUNTS = [
 ]
 WS = "/srv/datahavn/projects/brca/work/alice"
 
+#: what alice's brca server and her Dask workers both get
+BRCA_ENV = {
+    "HOME": WS,
+    "USER": "dh-brca-alice",
+    "SHELL": "/usr/sbin/nologin",
+    "PYTHONNOUSERSITE": "1",
+    "DATAHAVN_PROJECT": "brca",
+    "DATAHAVN_PROJECT_DIR": "/srv/datahavn/projects/brca",
+    "DATAHAVN_WORKSPACE": WS,
+    "NUMBA_CACHE_DIR": f"{WS}/.cache/numba",
+    "MPLCONFIGDIR": f"{WS}/.cache/matplotlib",
+}
+
 
 @pytest.fixture
 def settings() -> kube.KubeSettings:
@@ -180,15 +193,7 @@ def test_server_spec(settings):
             "datahavn/account": "dh-brca-alice",
         },
         "environment": {
-            "HOME": WS,
-            "USER": "dh-brca-alice",
-            "SHELL": "/usr/sbin/nologin",
-            "PYTHONNOUSERSITE": "1",
-            "DATAHAVN_PROJECT": "brca",
-            "DATAHAVN_PROJECT_DIR": "/srv/datahavn/projects/brca",
-            "DATAHAVN_WORKSPACE": WS,
-            "NUMBA_CACHE_DIR": f"{WS}/.cache/numba",
-            "MPLCONFIGDIR": f"{WS}/.cache/matplotlib",
+            **BRCA_ENV,
             "JUPYTER_CONFIG_DIR": "/srv/datahavn/config/jupyter",
             "JUPYTER_PREFER_ENV_PATH": "1",
             "JUPYTERLAB_SETTINGS_DIR": f"{WS}/.jupyter/lab/user-settings",
@@ -299,17 +304,7 @@ def test_cluster_config(settings):
     assert kube.cluster_config(settings, "alice", "brca", {"worker_cores": 2.0, "worker_memory": 4.0}) == {
         "image": "reg/singleuser:1",
         "image_pull_policy": "IfNotPresent",
-        "environment": {
-            "HOME": WS,
-            "USER": "dh-brca-alice",
-            "SHELL": "/usr/sbin/nologin",
-            "PYTHONNOUSERSITE": "1",
-            "DATAHAVN_PROJECT": "brca",
-            "DATAHAVN_PROJECT_DIR": "/srv/datahavn/projects/brca",
-            "DATAHAVN_WORKSPACE": WS,
-            "NUMBA_CACHE_DIR": f"{WS}/.cache/numba",
-            "MPLCONFIGDIR": f"{WS}/.cache/matplotlib",
-        },
+        "environment": BRCA_ENV,
         "worker_cores": 2.0,
         "worker_cores_limit": 2.0,
         "worker_memory": 4 * gib,
