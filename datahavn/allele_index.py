@@ -27,7 +27,8 @@ GROUP = "allele_index"
 FORMAT_VERSION = 1
 LIST, COMPLEMENT, BITS = 0, 1, 2
 NO_CALL = -1
-ROW_ARRAYS = ("row_variant", "row_allele", "row_count", "row_kind", "row_start")
+#: the row arrays, in the column order of the builder's rows, and their dtypes
+ROW_ARRAYS = {"row_variant": "i4", "row_allele": "i1", "row_count": "i4", "row_kind": "i1", "row_start": "i8"}
 
 
 def sparse_limit(n_haplotypes: int) -> int:
@@ -55,8 +56,9 @@ def haplotype_mask(samples, n_samples: int, ploidy: int) -> np.ndarray:
 def count_rows(rows: dict, haplotypes: np.ndarray, bits: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """How many haplotypes in ``mask`` (None: all) carry each row's allele.
 
-    ``haplotypes`` and ``bits`` start where the first row of ``rows`` points
-    (``rows["row_start"]`` already made relative to them).
+    ``haplotypes`` and ``bits`` are the payload of exactly these rows (``rows["row_start"]``
+    made relative to them): lists follow each other in row order and the last one ends
+    with ``haplotypes``, so each list's sum is one segment of a single ``reduceat``.
     """
     count = rows["row_count"].astype(np.int64)
     if mask is None:

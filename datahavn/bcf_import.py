@@ -11,8 +11,9 @@ from collections import deque
 
 import numpy as np
 
-from . import allele_index_build, vcf_parse
+from . import vcf_parse
 from .vcf_source import SourceError, text_stream
+from .vcz_import import Progress, StoreWriter, VariantColumns, index_records
 
 
 def _check_whole(raw, pool, workers: int) -> None:
@@ -22,8 +23,6 @@ def _check_whole(raw, pool, workers: int) -> None:
 
 def convert_bcf(raw, store, pool, workers: int, progress: bool) -> dict:
     from cyvcf2 import VCF
-
-    from .vcz_import import Progress, StoreWriter, _Variants
 
     _check_whole(raw, pool, workers)
     try:
@@ -39,7 +38,7 @@ def convert_bcf(raw, store, pool, workers: int, progress: bool) -> dict:
         raise SourceError("the BCF has no records: nothing to import")
     ploidy = first.genotype.array().shape[1] - 1
     out = StoreWriter(store, n_samples, ploidy, pool, depth=workers)
-    variants = _Variants(header)
+    variants = VariantColumns(header)
     bar = Progress(0, progress)  # htslib reads the file: only the records are counted
     chunk = out.variants_chunk
     batch: deque = deque([first])
@@ -81,8 +80,6 @@ def _flush(batch, out, variants, ploidy: int, number: int) -> int:
         columns["QUAL"].append("." if v.QUAL is None else repr(v.QUAL))
         columns["FILTER"].append(";".join(v.FILTERS) or ".")
     records = vcf_parse.Records(g, phased, pos, columns)
-    index = allele_index_build.build(g)
     variants.add(records, number)
-    has_no_call = (index.rows[:, 1] < 0).any()
-    out.add(records, index, g < 0 if has_no_call else None)
+    out.add(records, *index_records(records))
     return number + n

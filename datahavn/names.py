@@ -64,6 +64,16 @@ def check_dataset(name: object) -> str:
     )
 
 
+#: A dataset ``name`` is the store ``<name>.vcz`` in its project's data folder, with its manifest inside.
+DATASET_SUFFIX = ".vcz"
+DATASET_MANIFEST = "manifest.json"
+
+
+def dataset_store_name(name: str) -> str:
+    """The folder name of dataset ``name``'s store (the name checked first)."""
+    return check_dataset(name) + DATASET_SUFFIX
+
+
 def project_group(project: str) -> str:
     """The unix group of a project: every member account's only group."""
     return f"dh-{check_project(project)}"

@@ -34,11 +34,8 @@ class SourceError(ValueError):
     """The input is not a readable VCF (the message says why, in one line)."""
 
 
-def ordered_map(pool: Executor | None, fn: Callable, items: Iterable, depth: int) -> Iterator:
+def ordered_map(pool: Executor, fn: Callable, items: Iterable, depth: int) -> Iterator:
     """``map`` over a pool with at most ``depth`` tasks in flight, results in order."""
-    if pool is None:
-        yield from map(fn, items)
-        return
     pending: deque = deque()
     for item in items:
         pending.append(pool.submit(fn, item))
@@ -192,7 +189,7 @@ def count_newlines(text: bytes) -> int:
 
 
 def text_stream(
-    raw: RawFile, pool: Executor | None = None, depth: int = 4, count: Callable[[bytes], int] = count_newlines
+    raw: RawFile, pool: Executor, depth: int = 4, count: Callable[[bytes], int] = count_newlines
 ) -> Iterator[tuple[bytes, int]]:
     """The file's decompressed bytes in pieces, in order, each with its number of newlines (by ``count``)."""
     head = raw.peek(64)

@@ -29,11 +29,11 @@ import numpy as np
 from numcodecs import Blosc
 
 from . import allele_index, allele_index_build, vcf_parse
+from .names import DATASET_MANIFEST
 from .vcf_source import RawFile, SourceError, is_bgzf, line_chunks, ordered_map, text_stream
 from .zarr_v2 import ChunkWriter, array_digest
 
 VCF_ZARR_VERSION = "0.4"
-MANIFEST = "manifest.json"
 #: Genotype-like arrays: bit-shuffled zstd level 1: encodes 6x faster than bio2zarr's zstd 7 (import time);
 #: the whole matrix decodes ~35% slower (benchmarks/genotype_bench.py floor rows), a trade for the import.
 CALLS_CODEC = {"id": "blosc", "cname": "zstd", "clevel": 1, "shuffle": Blosc.BITSHUFFLE, "blocksize": 0}
@@ -93,7 +93,7 @@ class Progress:
         sys.stderr.flush()
 
 
-class _Variants:
+class VariantColumns:
     """The per-variant columns, gathered in order, block by block."""
 
     def __init__(self, header: vcf_parse.Header):
@@ -180,16 +180,21 @@ def _is_float(text: str) -> bool:
     return True
 
 
+def index_records(records: vcf_parse.Records):
+    """The block's allele index and its missing-call mask (None when nothing is missing: a constant chunk)."""
+    index = allele_index_build.build(records.g)
+    no_calls = (index.rows[:, 1] == allele_index.NO_CALL).any()
+    return index, records.g < 0 if no_calls else None
+
+
 def _parse_and_index(args):
-    """In a worker: parse a block, index it, and its missing-call mask; or the record error."""
+    """In a worker: parse a block and index it; or the record error."""
     parts, n_lines, n_samples, ploidy = args
     try:
         records = vcf_parse.parse_block(parts, n_lines, n_samples, ploidy)
     except vcf_parse.RecordError as e:
         return e
-    index = allele_index_build.build(records.g)
-    no_calls = (index.rows[:, 1] == allele_index.NO_CALL).any()
-    return records, index, records.g < 0 if no_calls else None
+    return records, *index_records(records)
 
 
 class _IsBcf(Exception):
@@ -215,10 +220,11 @@ def _records_start(pieces):
     raise SourceError("not a VCF file: no #CHROM header line")
 
 
-def convert(source: str | os.PathLike, store: str | os.PathLike, workers: int = 2, progress: bool = False) -> dict:
+def convert(source: str | os.PathLike, store: str | os.PathLike, workers: int = 2, progress: bool = False,
+            about: dict | None = None) -> dict:
     """Write the store for ``source`` (VCF, .vcf.gz, bgzipped VCF or BCF) into the new folder ``store``.
 
-    Returns the manifest (also written as ``manifest.json`` in the store). Raises
+    Returns the manifest (also written as ``manifest.json`` in the store), with ``about`` added to it. Raises
     ``SourceError`` with a one-line reason for input that is not a valid VCF; the
     folder is then removed.
     """
@@ -247,7 +253,8 @@ def convert(source: str | os.PathLike, store: str | os.PathLike, workers: int = 
         raise
     raw.close()
     manifest["seconds"] = round(time.monotonic() - started, 3)
-    (store / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.update(about or {})
+    (store / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -263,7 +270,7 @@ def _convert_vcf(raw: RawFile, store: Path, pool, workers: int, progress: bool) 
     ploidy = vcf_parse.first_ploidy(first, 0)
     n_samples = len(header.samples)
     out = StoreWriter(store, n_samples, ploidy, pool, depth=workers)
-    variants = _Variants(header)
+    variants = VariantColumns(header)
     bar = Progress(raw.total, progress)
     blocks = ((parts, n, n_samples, ploidy) for parts, n in line_chunks(pieces, out.variants_chunk))
     line = header_lines + 1
@@ -305,14 +312,14 @@ class StoreWriter:
         self.phased = writer("call_genotype_phased", (n_samples,), (v, s), "?", CALLS_CODEC, ("variants", "samples"))
         self.rows = {
             name: writer(name, (), (1 << 20,), dtype, INDEX_CODEC, ("rows",), ix)
-            for name, dtype in zip(allele_index.ROW_ARRAYS, ("i4", "i1", "i4", "i1", "i8"), strict=True)
+            for name, dtype in allele_index.ROW_ARRAYS.items()
         }
         self.haplotypes = writer("haplotypes", (), (4 << 20,), hap_dtype, PAYLOAD_CODEC, ("entries",), ix)
         self.bits = writer("bits", (w,), (max(1, (8 << 20) // w), w), "u1", PAYLOAD_CODEC, ("bit_rows", "bytes"), ix)
         self.n_variants = 0
         self.max_allele = 0
 
-    def add(self, records: vcf_parse.Records, index: allele_index_build.IndexBlock, mask: np.ndarray) -> None:
+    def add(self, records: vcf_parse.Records, index: allele_index_build.IndexBlock, mask: np.ndarray | None) -> None:
         g = records.g
         self.calls.append(g)
         if mask is None:
@@ -336,7 +343,7 @@ class StoreWriter:
         self.n_variants += len(g)
         self.max_allele = max(self.max_allele, index.max_allele)
 
-    def finish(self, variants: _Variants, source: dict) -> dict:
+    def finish(self, variants: VariantColumns, source: dict) -> dict:
         import zarr
 
         arrays = {"call_genotype": self.calls.close(), "call_genotype_mask": self.mask.close(),

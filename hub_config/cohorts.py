@@ -20,7 +20,7 @@ CHROMOSOMES = ("chr1", "chr2", "chr3")
 
 
 def simulate(path: Path, samples: int, length: float, seed: int, prefix: str) -> np.ndarray:
-    """Write a bgzip-free gzip VCF of ``samples`` diploid people; return their alt-allele dosages at chr2's middle."""
+    """Write a gzip VCF of ``samples`` diploid people; return their dosages of a common variant mid-chr2."""
     import msprime
 
     dosage = None
@@ -41,11 +41,15 @@ def simulate(path: Path, samples: int, length: float, seed: int, prefix: str) ->
     return dosage
 
 
+def sample_ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:04d}" for i in range(n)]
+
+
 def _vcf(ts, chrom: str, prefix: str) -> str:
     import io
 
     buf = io.StringIO()
-    names = [f"{prefix}{i:04d}" for i in range(ts.num_individuals)]
+    names = sample_ids(prefix, ts.num_individuals)
     # tskit writes 0-based positions, invalid in VCF: shift by one
     ts.write_vcf(buf, contig_id=chrom, individual_names=names, position_transform=lambda p: np.asarray(p, int) + 1)
     return buf.getvalue()

@@ -17,12 +17,12 @@ import shutil
 from pathlib import Path
 
 from datahavn.admin import AdminError
-from datahavn.names import check_dataset, check_project
+from datahavn.grants import isoformat
+from datahavn.names import DATASET_MANIFEST, check_project, dataset_store_name
+from datahavn.names import DATASET_SUFFIX as SUFFIX
 from datahavn.paths import Layout
 
 from . import provision
-
-SUFFIX = ".vcz"
 
 
 class DatasetError(AdminError):
@@ -30,7 +30,7 @@ class DatasetError(AdminError):
 
 
 def store_path(layout: Layout, project: str, name: str) -> Path:
-    return layout.data(check_project(project)) / f"{check_dataset(name)}{SUFFIX}"
+    return layout.data(check_project(project)) / dataset_store_name(name)
 
 
 def _record(layout: Layout, event: dict, audit_url: str) -> None:
@@ -100,14 +100,13 @@ def import_dataset(
     try:
         store = staging / final.name
         try:
-            manifest = convert(source, store, workers=workers, progress=progress)
+            about = {"name": name, "project": project, "imported_by": actor,
+                     "imported_at": isoformat(dt.datetime.now(dt.UTC))}
+            manifest = convert(source, store, workers=workers, progress=progress, about=about)
         except SourceError as e:
             _record(layout, {**event, "outcome": "error", "detail": {"dataset": name, "source": str(source),
                                                                      "error": str(e)}}, audit_url)
             raise DatasetError(f"{source}: {e}") from None
-        manifest.update(name=name, project=project, imported_by=actor,
-                        imported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
-        (store / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _lock_down(store, gid)
         counts = manifest["counts"]
         _record(layout, {**event, "outcome": "ok", "detail": {
@@ -124,7 +123,7 @@ def import_dataset(
 
 def read_manifest(store: Path) -> dict | None:
     try:
-        return json.loads((store / "manifest.json").read_text())
+        return json.loads((store / DATASET_MANIFEST).read_text())
     except (OSError, ValueError):
         return None
 

@@ -90,7 +90,7 @@ def write_demo_dataset(layout: Layout, project: str, actor: str) -> Path:
         os.rename(tmp, vcf)
     datasets.import_dataset(layout, project, DATASET, vcf, workers=2, actor=actor,
                             audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", ""))
-    ids = [f"{project}_{i:04d}" for i in range(samples)]
+    ids = cohorts.sample_ids(f"{project}_", samples)
     gid = provision.ensure_project(layout, project)
     cohorts.phenotypes(layout.shared(project) / "phenotypes.csv", ids, np.load(dosage_file), seed, gid)
     return final

@@ -97,15 +97,12 @@ class AlleleIndex:
         rows = self.rows
         r0, r1 = np.searchsorted(rows["row_variant"], [first, stop])
         block = {k: v[r0:r1] for k, v in rows.items()}
-        if mask is None:
-            counts = block["row_count"].astype(np.int64)
-        else:
+        haplotypes = bits = np.zeros(0, dtype=np.uint8)
+        if mask is not None:  # for all samples the rows' counts are the answer: no payload to read
             kind, start, count = block["row_kind"], block["row_start"].copy(), block["row_count"]
             listed = kind != ai.BITS
-            haplotypes = bits = np.zeros(0, dtype=np.uint8)
             if listed.any():
-                n = len(mask)
-                ends = start[listed] + np.where(kind[listed] == ai.LIST, count[listed], n - count[listed])
+                ends = start[listed] + np.where(kind[listed] == ai.LIST, count[listed], len(mask) - count[listed])
                 lo, hi = int(start[listed].min()), int(ends.max())
                 haplotypes = self._haplotypes[lo:hi]
                 start[listed] -= lo
@@ -114,7 +111,7 @@ class AlleleIndex:
                 bits = self._bits[lo:hi]
                 start[~listed] -= lo
             block["row_start"] = start
-            counts = ai.count_rows(block, haplotypes, bits, mask)
+        counts = ai.count_rows(block, haplotypes, bits, mask)
         return ai.allele_counts(block, counts, first, stop - first, n_called, max_allele)
 
     def count_alleles(self, max_allele: int, samples=None) -> allel.AlleleCountsDaskArray:
@@ -149,6 +146,7 @@ class ProjectGenotypes(allel.GenotypeDaskArray):
         return super().count_alleles(max_allele=max_allele, subpop=subpop)
 
     def count_alleles_subpops(self, subpops, max_allele=None):
+        # scikit-allel's own first scans the whole matrix for max_allele; the store knows it
         return {k: self.count_alleles(max_allele=max_allele, subpop=v) for k, v in subpops.items()}
 
 

@@ -12,9 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from datahavn.names import InvalidName, check_dataset, check_project
-
-SUFFIX = ".vcz"
+from datahavn.names import DATASET_MANIFEST, InvalidName, check_project, dataset_store_name
+from datahavn.names import DATASET_SUFFIX as SUFFIX
 
 
 class ProjectError(LookupError):
@@ -65,11 +64,11 @@ class Project:
     def path(self, name: str) -> Path:
         """The store of dataset ``name``; only a name of this project's data folder is accepted."""
         try:
-            check_dataset(name)
+            folder = dataset_store_name(name)
         except InvalidName as e:
             raise ProjectError(f"{e} (give a dataset name, e.g. one of {self.datasets()})") from None
         data = self.data_dir.resolve()
-        store = (data / f"{name}{SUFFIX}").resolve()
+        store = (data / folder).resolve()
         if store.parent != data:  # a link pointing elsewhere
             raise ProjectError(f"dataset {name} is not in project {self.name}")
         if not store.is_dir():
@@ -86,7 +85,7 @@ class Project:
     def manifest(self, name: str) -> dict:
         """What the import recorded: source file and hash, counts, chunking, codecs, checksums."""
         try:
-            return json.loads((self.path(name) / "manifest.json").read_text())
+            return json.loads((self.path(name) / DATASET_MANIFEST).read_text())
         except FileNotFoundError:
             raise ProjectError(f"dataset {name} has no manifest (not imported by datahavn)") from None
 

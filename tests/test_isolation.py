@@ -90,7 +90,6 @@ async def test_kernel_runs_without_privileges(hub, kernel, path):
 
 def test_researchers_cannot_mint_tokens(hub):
     """A token of one's own would reach every workspace of that person, across projects."""
-    hub.start("carol", "brca")
     token = hub.user_token("carol")
     r = hub.rest("POST", "/users/carol/tokens", token=token, json={"note": "bridge"})
     assert r.status_code == 403, r.text
