@@ -2,9 +2,9 @@
 # server with the audited connection's base class (the same kernel websocket, minus the
 # audit), so that one hub serves both sides of the comparison through the same proxy.
 # Never use this in a deployment.
-from datahavn.hub_config.spawner import ProjectSpawner
+from datahavn.hub_config.spawners.local import ProjectSpawner
 
-BASELINE = "datahavn.extensions.audit.LowLatencyConnection"
+BASELINE = "datahavn.extensions.connection.LowLatencyConnection"
 
 
 class BenchmarkSpawner(ProjectSpawner):

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from datahavn import admin  # noqa: E402
-from datahavn.hub_config.demo import die_with_parent, free_port  # noqa: E402
+from datahavn.hub_config.demo.run import die_with_parent, free_port  # noqa: E402
 from datahavn.hubclient import HubClient  # noqa: E402
 from tests.kernel_client import KernelClient  # noqa: E402
 

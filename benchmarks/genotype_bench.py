@@ -2,7 +2,7 @@
 
 What it measures, on one msprime dataset per size (diploid; simulated once and cached, see genotype_sim.py):
 
-(a) import of the bgzipped, tabix-indexed VCF: ours (``datahavn.vcz_import.convert``, 2 workers) vs
+(a) import of the bgzipped, tabix-indexed VCF: ours (``datahavn.hub_config.datasets.convert.convert``, 2 workers) vs
     ``bio2zarr vcf2zarr convert`` (2 worker processes) vs ``allel.vcf_to_zarr`` (one thread) vs
     ``plink2 --make-pgen``;
 (b) allele counts over all variants, for all samples and for the cases of a seeded case/control split
@@ -38,7 +38,7 @@ one size, ``DIR/<samples>x<sites>`` for several).
 
 Dependencies: msprime, tskit, numpy, zarr 3, numcodecs, dask, scikit-allel, bio2zarr[vcf] (its cyvcf2 htslib also
 bgzips and indexes the VCF), sgkit, psutil (all in the hub venv); plink2 on PATH (Debian: ``apt-get install -y
-plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until ``datahavn.vcz_import`` and
+plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until ``datahavn.hub_config.datasets.convert`` and
 ``datahavn.kernels.Project`` exist.
 """
 
@@ -114,7 +114,7 @@ def _import_ours(module, attr, what):
 
 
 def _import_ours_convert():
-    return _import_ours("datahavn.vcz_import", "convert", "datahavn importer")
+    return _import_ours("datahavn.hub_config.datasets.convert", "convert", "datahavn importer")
 
 
 def _import_ours_project():
@@ -450,7 +450,7 @@ class SizeRun:
         vcf = self.meta["paths"]["vcf"]
         plan = [
             ("import_plink2", "plink2 --make-pgen", None),
-            ("import_ours", "ours: datahavn.vcz_import.convert (workers=2)", self.ours_store),
+            ("import_ours", "ours: datahavn.hub_config.datasets.convert.convert (workers=2)", self.ours_store),
             ("import_bio2zarr", "bio2zarr vcf2zarr convert -p 2", self.stores["bio2zarr"]),
             ("import_allel", "scikit-allel vcf_to_zarr (1 thread)", self.stores["allel"]),
         ]

@@ -145,6 +145,8 @@ def ensure_dataset(samples: int, sites: int, cache: Path | None = None, threads:
     import numpy as np
     import tskit
 
+    from datahavn.hub_config.demo import cohorts
+
     p = paths(cache)
     length = sequence_length_for(samples, sites)
     trees = Path(p["trees"])
@@ -154,15 +156,8 @@ def ensure_dataset(samples: int, sites: int, cache: Path | None = None, threads:
     else:
         t0 = time.perf_counter()
         log(f"sim_ancestry: {samples} diploids, {length / 1e6:.2f} Mb (takes minutes at 5 000 samples)")
-        ts = msprime.sim_ancestry(
-            samples=samples,
-            ploidy=2,
-            population_size=NE,
-            sequence_length=length,
-            recombination_rate=RECOMBINATION_RATE,
-            random_seed=SEED,
-        )
-        ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, random_seed=SEED)
+        ts = cohorts.ancestry(samples, length, SEED, mutation_rate=MUTATION_RATE,
+                              recombination_rate=RECOMBINATION_RATE, population_size=NE)  # fmt: skip
         tmp = trees.with_suffix(".tmp")
         ts.dump(tmp)
         os.replace(tmp, trees)
@@ -176,12 +171,7 @@ def ensure_dataset(samples: int, sites: int, cache: Path | None = None, threads:
     for stale in (tmp, Path(str(vcf) + ".tbi")):
         stale.unlink(missing_ok=True)
     out = BgzfWriter(tmp, threads=threads)
-    ts.write_vcf(
-        out,
-        contig_id="1",
-        individual_names=names,
-        position_transform=lambda x: np.asarray(x, dtype=np.int64) + 1,  # tskit writes 0-based positions
-    )
+    cohorts.write_vcf(ts, out, "1", names)
     out.close()
     tabix_index(tmp)
     os.replace(Path(str(tmp) + ".tbi"), Path(str(vcf) + ".tbi"))

@@ -12,7 +12,8 @@ import datetime as dt
 import json
 import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from . import admin
 from .audit_schema import KINDS
@@ -21,6 +22,16 @@ from .hubclient import HubClient, HubError
 from .names import InvalidName, check_dataset, check_project, check_user
 
 DEFAULT_HUB_URL = "http://127.0.0.1:8000"
+#: Entry points adding verbs: ``register(subparsers, common)`` (see ``hub_config/cli.py``).
+COMMANDS_GROUP = "datahavn.commands"
+
+
+@dataclass(frozen=True)
+class Common:
+    """Parent parsers a plugged-in verb may reuse: ``hub`` (--hub-url), ``out`` (--json)."""
+
+    hub: argparse.ArgumentParser
+    out: argparse.ArgumentParser
 
 
 class UsageError(Exception):
@@ -34,7 +45,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
-def _hub(args) -> HubClient:
+def hub_from_args(args) -> HubClient:
     token = os.environ.get("DATAHAVN_ADMIN_TOKEN", "")
     if not token:
         raise HubError("DATAHAVN_ADMIN_TOKEN is not set: export an admin token of the hub")
@@ -54,7 +65,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _print(args, rows: list[dict], columns: list[str]) -> None:
+def print_rows(args, rows: list[dict], columns: list[str]) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -62,33 +73,33 @@ def _print(args, rows: list[dict], columns: list[str]) -> None:
 
 
 def cmd_user_add(args):
-    admin.add_user(_hub(args), args.name)
+    admin.add_user(hub_from_args(args), args.name)
     print(f"added user {args.name}")
 
 
 def cmd_project_create(args):
-    admin.create_project(_hub(args), args.name, args.description)
+    admin.create_project(hub_from_args(args), args.name, args.description)
     print(f"created project {args.name}")
 
 
 def cmd_project_list(args):
-    _print(args, admin.list_projects(_hub(args)), ["name", "members", "description", "created_by", "created_at"])
+    print_rows(args, admin.list_projects(hub_from_args(args)), ["name", "members", "description", "created_by", "created_at"])
 
 
 def cmd_grant(args):
     until = parse_until(args.until) if args.until else None
-    grant = admin.grant(_hub(args), args.user, args.project, until, args.reason)
+    grant = admin.grant(hub_from_args(args), args.user, args.project, until, args.reason)
     print(f"granted {grant.user} access to {grant.project}" + (f" until {grant.until}" if grant.until else ""))
 
 
 def cmd_revoke(args):
-    admin.revoke(_hub(args), args.user, args.project)
+    admin.revoke(hub_from_args(args), args.user, args.project)
     print(f"revoked {args.user}'s access to {args.project}; their {args.project} workspace is stopped")
 
 
 def cmd_grants(args):
-    rows = [vars(x) for x in admin.list_grants(_hub(args), args.project, args.user)]
-    _print(args, rows, ["project", "user", "status", "until", "reason", "by", "at", "revoked_by", "revoked_at"])
+    rows = [vars(x) for x in admin.list_grants(hub_from_args(args), args.project, args.user)]
+    print_rows(args, rows, ["project", "user", "status", "until", "reason", "by", "at", "revoked_by", "revoked_at"])
 
 
 def _audit_filters(args) -> dict:
@@ -106,7 +117,7 @@ def _summary(event: dict) -> str:
 
 
 def cmd_audit_query(args):
-    rows = _hub(args).audit("/events", **_audit_filters(args)).json()
+    rows = hub_from_args(args).audit("/events", **_audit_filters(args)).json()
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -115,7 +126,7 @@ def cmd_audit_query(args):
 
 
 def cmd_audit_export(args):
-    body = _hub(args).audit("/events", format=args.format).content
+    body = hub_from_args(args).audit("/events", format=args.format).content
     if not args.output:
         sys.stdout.buffer.write(body)
         return
@@ -133,69 +144,12 @@ def cmd_audit_export(args):
 
 
 def cmd_audit_verify(args):
-    result = _hub(args).audit("/verify").json()
+    result = hub_from_args(args).audit("/verify").json()
     if result["ok"]:
         print(f"audit trail sound: {result['count']} records")
         return 0
     print(f"datahavn: error: audit trail broken at seq {result['first_bad_seq']}: {result['reason']}", file=sys.stderr)
     return 3
-
-
-def _layout(args):
-    from .paths import Layout
-
-    return Layout(Path(args.state_dir).absolute()) if args.state_dir else Layout.from_env()
-
-
-def cmd_dataset_import(args):
-    from datahavn.hub_config import datasets
-
-    hub = _hub(args)
-    admin.get_project(hub, args.project)  # it must exist in the hub
-    manifest = datasets.import_dataset(
-        _layout(args), args.project, args.name, args.file, workers=args.workers,
-        progress=sys.stderr.isatty() and not args.quiet, actor=hub.whoami(),
-        audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", ""),
-    )
-    c = manifest["counts"]
-    print(f"imported {args.name} into {args.project}: {c['variants']:,} variants x {c['samples']:,} samples "
-          f"in {manifest['seconds']:.1f} s")
-
-
-def cmd_dataset_list(args):
-    from datahavn.hub_config import datasets
-
-    rows = datasets.list_datasets(_layout(args), args.project)
-    _print(args, rows, ["project", "name", "variants", "samples", "imported_at", "imported_by", "source_sha256"])
-
-
-def cmd_dataset_verify(args):
-    from datahavn.hub_config import datasets
-
-    bad = datasets.verify_dataset(_layout(args), args.project, args.name)
-    if bad:
-        print(f"datahavn: error: {args.name} of {args.project} differs from its manifest: {', '.join(bad)}",
-              file=sys.stderr)
-        return 3
-    print(f"{args.name} of {args.project} matches its manifest")
-    return 0
-
-
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= n <= 64:
-        raise argparse.ArgumentTypeError(f"{n} is out of range (1..64)")
-    return n
-
-
-def cmd_demo(args):
-    # The demo runs the hub on this machine, so it needs the hub side.
-    from datahavn.hub_config.demo import run_demo
-
-    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir)
 
 
 def _arg(check):
@@ -240,12 +194,6 @@ def build_parser() -> Parser:
     p = Parser(prog="datahavn", description="Datahavn: a secure analysis workspace for genomic data.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    d = sub.add_parser("demo", help="run the demo workspace on this machine (as root)")
-    d.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    d.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    d.add_argument("--state-dir", default=None, help="state directory (default /srv/datahavn)")
-    d.set_defaults(func=cmd_demo)
-
     u = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
     ua = u.add_parser("add", parents=[hub_opts], help="add a user")
     ua.add_argument("name", type=USER)
@@ -277,26 +225,6 @@ def build_parser() -> Parser:
     gs.add_argument("--project", type=PROJECT)
     gs.add_argument("--user", type=USER)
     gs.set_defaults(func=cmd_grants)
-    state_opts = Parser(add_help=False)
-    state_opts.add_argument("--state-dir", help="state directory (default: $DATAHAVN_STATE_DIR or /srv/datahavn)")
-    ds = sub.add_parser("dataset", help="import and list datasets").add_subparsers(
-        dest="action", required=True, parser_class=Parser
-    )
-    di = ds.add_parser("import", parents=[hub_opts, state_opts], help="import a VCF/BCF into a project (as root)")
-    di.add_argument("project", type=PROJECT)
-    di.add_argument("name", type=DATASET, help="the dataset's name in the project (a new one)")
-    di.add_argument("file", help="a VCF or BCF file, plain, gzip or bgzip")
-    di.add_argument("--workers", type=_workers, default=min(4, os.cpu_count() or 1),
-                    help="threads to use (default: the cores, at most 4)")
-    di.add_argument("--quiet", action="store_true", help="no progress bar")
-    di.set_defaults(func=cmd_dataset_import)
-    dl = ds.add_parser("list", parents=[state_opts, out_opts], help="list datasets")
-    dl.add_argument("--project", type=PROJECT)
-    dl.set_defaults(func=cmd_dataset_list)
-    dv = ds.add_parser("verify", parents=[state_opts], help="check a dataset's files against its manifest")
-    dv.add_argument("project", type=PROJECT)
-    dv.add_argument("name", type=DATASET)
-    dv.set_defaults(func=cmd_dataset_verify)
     au = sub.add_parser("audit", help="read and verify the audit trail").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -314,6 +242,10 @@ def build_parser() -> Parser:
     ae.set_defaults(func=cmd_audit_export)
     av = au.add_parser("verify", parents=[hub_opts], help="check the hash chain and signed checkpoints")
     av.set_defaults(func=cmd_audit_verify)
+    # the hub machine's verbs (demo, dataset ...) plug in from the packages that hold them
+    common = Common(hub=hub_opts, out=out_opts)
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub, common)
     return p
 
 

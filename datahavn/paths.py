@@ -1,7 +1,7 @@
 """Where Datahavn keeps its state on one machine (DESIGN §3).
 
 Pure: computes paths and the modes they must have; creating them is
-``datahavn.hub_config.provision``'s job.
+``datahavn.hub_config.spawners.provision``'s job.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ DEFAULT_USER_ENV = "/opt/datahavn/user-env"
 #: Kernels' connection files and ipc sockets, one 0700 folder per account: short paths,
 #: as a unix socket path must fit in 107 bytes.
 RUNTIME_BASE = "/run/datahavn"
+
+
+def runtime_dir(uid: int) -> str:
+    """The private runtime folder of account ``uid``: kernel connection files, ipc sockets."""
+    return f"{RUNTIME_BASE}/{uid}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Enabled by ``etc/jupyter/jupyter_server_config.json`` in the users' (root-owned)
 environment, which also installs the audited kernel websocket connection class
-(:mod:`datahavn.extensions.audit`), turns terminals off, puts kernels on ipc and
+(:mod:`datahavn.extensions.connection`), turns terminals off, puts kernels on ipc and
 allow-lists the kernel message types.
 """
 
@@ -23,7 +23,7 @@ def _not_dumpable() -> None:
 
 def _load_jupyter_server_extension(serverapp):
     _not_dumpable()
-    from .audit import AuditedConnection
+    from .connection import AuditedConnection
 
     # Fail closed: whatever configuration won, kernel websockets go through the audit. The
     # handlers read the class from the settings; a subclass keeps the audit, a base class would not.
@@ -34,6 +34,6 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection
     serverapp.log.info("datahavn: audit of kernel messages is on")
     from . import egress
-    from .audit import post_quietly
+    from .audit_client import post_quietly
 
     egress.install(serverapp, egress.denial_recorder(serverapp, post_quietly))

@@ -8,7 +8,7 @@ come only from the hub, one per server.
 
 from __future__ import annotations
 
-from .audit_service import AUDIT_SCOPE
+from datahavn.tokens import AUDIT_SCOPE
 
 USER_SCOPES = [
     "read:users!user",

@@ -1,7 +1,8 @@
-"""Settings the hub reads from its environment (set by ``datahavn demo`` or a service unit).
+"""Settings the hub reads from its environment (set by ``datahavn demo``, a service unit or the chart).
 
-Kept apart from ``jupyterhub_config.py`` so the config file reads like any
-JupyterHub config and the values can be checked with one clear error each.
+Kept apart from the config files so they read like any JupyterHub config, and so
+that one validator checks every value, on one machine and on Kubernetes alike,
+with one clear error each.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ class SettingsError(ValueError):
     pass
 
 
-def _int(env, name: str, default: int, low: int = 1, high: int = 65535) -> int:
+def env_int(env, name: str, default: int, low: int = 1, high: int = 65535) -> int:
+    """``$name`` as a whole number in ``low..high`` (``default`` when unset or empty)."""
     raw = env.get(name, "")
     if raw == "":
         return default
@@ -27,6 +29,11 @@ def _int(env, name: str, default: int, low: int = 1, high: int = 65535) -> int:
     if not low <= value <= high:
         raise SettingsError(f"${name}={value} is out of range ({low}..{high})")
     return value
+
+
+def poll_interval(env=None) -> int:
+    """Seconds between the hub's polls of a running server (each re-checks its grant)."""
+    return env_int(os.environ if env is None else env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60)
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,11 @@ class Settings:
         return cls(
             layout=Layout.from_env(env),
             ip=env.get("DATAHAVN_IP", "127.0.0.1"),
-            port=_int(env, "DATAHAVN_PORT", 8000),
-            hub_port=_int(env, "DATAHAVN_HUB_PORT", 8081),
-            proxy_api_port=_int(env, "DATAHAVN_PROXY_API_PORT", 8001),
-            poll_interval=_int(env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60),
-            audit_port=_int(env, "DATAHAVN_AUDIT_PORT", 8002),
+            port=env_int(env, "DATAHAVN_PORT", 8000),
+            hub_port=env_int(env, "DATAHAVN_HUB_PORT", 8081),
+            proxy_api_port=env_int(env, "DATAHAVN_PROXY_API_PORT", 8001),
+            poll_interval=poll_interval(env),
+            audit_port=env_int(env, "DATAHAVN_AUDIT_PORT", 8002),
             audit_db_url=env.get("DATAHAVN_AUDIT_DB_URL", ""),
             user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),
             admin_token=token,

@@ -8,7 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
-import numpy as np
+from datahavn.hub_config.demo import cohorts
 
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -30,14 +30,8 @@ def bgzip(data: bytes, eof: bool = True) -> bytes:
 
 
 def simulated_vcf(samples: int = 40, length: float = 4e5, seed: int = 7) -> str:
-    import msprime
-
-    ts = msprime.sim_ancestry(samples, sequence_length=length, recombination_rate=1e-8,
-                              population_size=10_000, random_seed=seed)
-    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=seed)  # JC69: some multi-allelic sites
-    buf = io.StringIO()
-    ts.write_vcf(buf, contig_id="chr7", position_transform=lambda p: np.asarray(p, int) + 1)
-    return buf.getvalue()
+    # JC69 (msprime's default): some multi-allelic sites
+    return cohorts.vcf_text(cohorts.ancestry(samples, length, seed, mutation_rate=2e-8), "chr7")
 
 
 #: Missing and unphased calls, multi-allelic sites, extra FORMAT fields, a haploid call, a

@@ -1,0 +1,50 @@
+"""Who a hub token stands for, and the custom scopes Datahavn defines (pure).
+
+Every Datahavn service (audit, airlock, dask-gateway) asks the hub about the token it
+was shown and learns the answer here, from the hub's model of that token, never
+from what the caller says about itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .names import InvalidName, check_project, check_user
+
+#: Read and verify the audit trail (administrators, auditors).
+AUDIT_SCOPE = "custom:datahavn:audit"
+#: The custom scopes the hub defines, with what they allow.
+CUSTOM_SCOPES = {
+    AUDIT_SCOPE: {"description": "Read and verify the Datahavn audit trail."},
+}
+
+#: A single-user server's own token carries exactly one scope of this form.
+SERVER_SCOPE = re.compile(r"^access:servers!server=([^/]+)/(.+)$")
+
+
+def server_identity(model: Mapping) -> tuple[str, str] | None:
+    """(user, project) if ``model`` (the hub's answer for a token) is a single-user server's own token.
+
+    A server's token carries exactly one ``access:servers!server=<user>/<project>``
+    scope naming its owner; tokens of people, services and administrators do not.
+    Both names must be valid Datahavn names: anything else is no server of ours.
+    """
+    if model.get("kind") != "user":
+        return None
+    found = {m.groups() for s in model.get("scopes") or () if (m := SERVER_SCOPE.match(s))}
+    if len(found) != 1:
+        return None
+    user, project = found.pop()
+    if user != model.get("name"):
+        return None
+    try:
+        check_user(user)
+        check_project(project)
+    except InvalidName:
+        return None
+    return user, project
+
+
+def has_scope(model: Mapping, scope: str) -> bool:
+    return scope in (model.get("scopes") or ())

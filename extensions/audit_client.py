@@ -1,0 +1,115 @@
+"""The server's one channel to the audit service (a websocket), and events nothing waits on.
+
+The service checks the server's own hub token once, when the socket opens; after
+that an acknowledgement costs one frame each way and the store's append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+from jupyter_server.utils import url_path_join
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+class AuditRefused(Exception):
+    pass
+
+
+class AuditChannel:
+    """One websocket from this server to the audit service, shared by its kernel connections.
+
+    The service checks the server's token once, when the socket opens; after that an
+    acknowledgement costs one frame each way and the store's append. Any doubt (not
+    connected, no answer in time, an error frame) is an :class:`AuditRefused`.
+    """
+
+    def __init__(self, url: str, token: str):
+        self.url = url_path_join(url, "api/events/ws").replace("http", "ws", 1)
+        self.token = token
+        self.ws = None
+        self.waiters: dict[int, asyncio.Future] = {}
+        self.next_id = 0
+        self.lock = asyncio.Lock()
+
+    async def _connect(self, timeout: float) -> None:
+        req = HTTPRequest(self.url, headers={"Authorization": f"token {self.token}"},
+                          connect_timeout=timeout, request_timeout=timeout)  # fmt: skip
+        try:
+            ws = await asyncio.wait_for(websocket_connect(req), timeout)
+        except Exception as e:
+            raise AuditRefused(f"cannot reach the audit service ({type(e).__name__})") from None
+        ws.protocol.set_nodelay(True)
+        self.ws = ws
+        asyncio.ensure_future(self._read(ws))
+
+    async def _read(self, ws) -> None:
+        while True:
+            raw = await ws.read_message()
+            if raw is None:
+                break
+            try:
+                reply = json.loads(raw)
+                fut = self.waiters.pop(reply["id"], None)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+        self._drop(ws, "the audit service closed the connection")
+
+    def _drop(self, ws, why: str) -> None:
+        if self.ws is ws:
+            self.ws = None
+            for fut in self.waiters.values():
+                if not fut.done():
+                    fut.set_exception(AuditRefused(why))
+            self.waiters.clear()
+        ws.close()
+
+    async def record(self, event: dict, timeout: float) -> dict:
+        if self.ws is None:
+            async with self.lock:
+                if self.ws is None:
+                    await self._connect(timeout)
+        ws = self.ws
+        self.next_id += 1
+        ident, fut = self.next_id, asyncio.get_running_loop().create_future()
+        self.waiters[ident] = fut
+        try:
+            await ws.write_message(json.dumps({"id": ident, "event": event}))
+            reply = await asyncio.wait_for(fut, timeout)
+        except AuditRefused:
+            raise
+        except Exception as e:
+            self.waiters.pop(ident, None)
+            # no answer in time: this socket is not to be trusted again
+            self._drop(ws, "the audit service stopped answering")
+            raise AuditRefused(f"the audit service did not answer ({type(e).__name__})") from None
+        if "error" in reply:
+            raise AuditRefused(f"the audit service did not record it: {reply['error']}")
+        return reply
+
+
+_channels: dict[str, AuditChannel] = {}
+
+
+async def post_quietly(event: dict, timeout: float = 30) -> None:
+    """Record an event that nothing waits on (a refusal, a reply); failures are logged."""
+    url = os.environ.get("DATAHAVN_AUDIT_URL", "")
+    try:
+        if not url:
+            raise AuditRefused("no audit service is configured")
+        await channel_for(url).record(event, timeout)
+    except AuditRefused as e:
+        logging.getLogger("datahavn").error("datahavn: %s event not recorded: %s", event.get("kind"), e)
+
+
+def channel_for(url: str) -> AuditChannel:
+    """The process's channel to the audit service (one per server process)."""
+    if url not in _channels:
+        _channels[url] = AuditChannel(url, os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    return _channels[url]

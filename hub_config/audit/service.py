@@ -1,0 +1,243 @@
+"""datahavn-audit: the JupyterHub-managed service that owns the audit store.
+
+- ``POST api/events``: a single-user server records an event with its own hub
+  token. Who and where (user, project, server) come from the token, as the hub
+  reports it, never from the payload; the reply carries the event's ``seq``,
+  and a server forwards code to its kernel only after that reply.
+- ``GET api/events`` (query, ``format=json|jsonl|csv``) and ``GET api/verify``:
+  for tokens holding the ``custom:datahavn:audit`` scope (administrators, auditors).
+- ``GET /`` : a browsing page for the same people (hub OAuth), with a per-day
+  activity chart per project.
+
+Run by the hub (see ``jupyterhub_config.py``); an ``Application`` around plain
+handlers, as jupyterhub-idle-culler is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import ioloop, web, websocket
+from traitlets import Integer, Unicode, default
+from traitlets.config import Application
+
+from datahavn.audit_schema import InvalidEvent, server_event
+from datahavn.paths import Layout
+from datahavn.tokens import AUDIT_SCOPE, has_scope
+from datahavn.tokens import server_identity as token_identity
+
+from .page import render_page
+from .store import AuditStore, open_store
+QUERY_ARGS = ("user", "project", "kind", "since", "until", "grep")
+CSV_FIELDS = (
+    "seq", "time", "kind", "user", "actor", "project", "server", "kernel_id", "session", "msg_id",
+    "msg_type", "path", "code_sha256", "code", "status", "duration_ms", "output_bytes", "outcome", "detail", "hash",
+)  # fmt: skip
+
+
+class BaseHandler(web.RequestHandler):
+    @property
+    def store(self) -> AuditStore:
+        return self.settings["store"]
+
+    @property
+    def hub_auth(self) -> HubAuth:
+        return self.settings["hub_auth"]
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    async def token_model(self) -> dict:
+        header = self.request.headers.get("Authorization", "")
+        if not header.lower().startswith(("token ", "bearer ")):
+            raise web.HTTPError(401, "a hub token is required")
+        model = await self.hub_auth.user_for_token(header.split(None, 1)[1], sync=False)
+        if not model:
+            raise web.HTTPError(403, "the hub does not know this token")
+        return model
+
+
+def server_identity(model: dict) -> tuple[str, str]:
+    """(user, project) of a single-user server's own token, as the hub reports it."""
+    identity = token_identity(model)
+    if identity is None:
+        raise web.HTTPError(403, "only a single-user server's own token can record events")
+    return identity
+
+
+def record_server_event(store: AuditStore, identity: tuple[str, str], payload: object) -> dict:
+    """Validate a server's event, stamp it with the server's true identity, append it."""
+    try:
+        event = server_event(payload)
+    except InvalidEvent as e:
+        raise web.HTTPError(400, f"invalid event: {e}") from None
+    user, project = identity
+    event.update(user=user, project=project, server=f"{user}/{project}")
+    record = store.append(event)
+    return {"seq": record["seq"], "hash": record["hash"]}
+
+
+class EventsHandler(BaseHandler):
+    async def post(self):
+        identity = server_identity(await self.token_model())
+        try:
+            payload = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(400, "invalid event: not JSON") from None
+        self.finish(record_server_event(self.store, identity, payload))
+
+    async def get(self):
+        model = await self.token_model()
+        if not has_scope(model, AUDIT_SCOPE):
+            raise web.HTTPError(403, "reading the audit trail needs the auditor role")
+        args = {k: self.get_argument(k, None) for k in QUERY_ARGS}
+        after = int(self.get_argument("after_seq", "0") or 0)
+        limit = self.get_argument("limit", None)
+        rows = await ioloop.IOLoop.current().run_in_executor(
+            None, lambda: self.store.query(**args, after_seq=after, limit=int(limit) if limit else None)
+        )
+        fmt = self.get_argument("format", "json")
+        if fmt == "json":
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(rows))
+        elif fmt == "jsonl":
+            self.set_header("Content-Type", "application/x-ndjson")
+            self.finish("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        elif fmt == "csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.finish(buf.getvalue())
+        else:
+            raise web.HTTPError(400, f"unknown format {fmt!r}: use json, jsonl or csv")
+
+
+class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
+    """One websocket per single-user server: events in, acknowledgements out.
+
+    The server's token is checked once, at the upgrade; then each frame
+    ``{"id": n, "event": {...}}`` is answered ``{"id": n, "seq": s}`` or
+    ``{"id": n, "error": "..."}``. A persistent connection keeps the audit's
+    cost per cell to the store's append.
+    """
+
+    async def get(self, *args, **kwargs):
+        self.identity = server_identity(await self.token_model())
+        return await super().get(*args, **kwargs)
+
+    def open(self):
+        self.set_nodelay(True)
+
+    def on_message(self, message):
+        try:
+            frame = json.loads(message)
+            ident = frame["id"]
+        except (ValueError, KeyError, TypeError):
+            self.close(1003, "frames are JSON objects with an id")
+            return
+        try:
+            reply = record_server_event(self.store, self.identity, frame.get("event"))
+        except web.HTTPError as e:
+            reply = {"error": e.log_message}
+        except Exception as e:  # the store refused: the server must refuse the code
+            reply = {"error": f"not recorded: {type(e).__name__}"}
+        self.write_message(json.dumps({"id": ident, **reply}))
+
+
+class VerifyHandler(BaseHandler):
+    async def get(self):
+        model = await self.token_model()
+        if not has_scope(model, AUDIT_SCOPE):
+            raise web.HTTPError(403, "verifying the audit trail needs the auditor role")
+        result = await ioloop.IOLoop.current().run_in_executor(None, self.store.verify)
+        self.finish({"ok": result.ok, "count": result.count, "first_bad_seq": result.first_bad_seq,
+                     "reason": result.reason})  # fmt: skip
+
+
+class PageHandler(HubOAuthenticated, BaseHandler):
+    hub_scopes = {AUDIT_SCOPE}
+
+    @web.authenticated
+    async def get(self):
+        args = {k: self.get_argument(k, "") or None for k in QUERY_ARGS}
+        rows = await ioloop.IOLoop.current().run_in_executor(None, lambda: self.store.query(**args))
+        rows = rows[-self.settings["page_rows"] :]  # the newest; the CLI exports everything
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(render_page(rows, args, self.current_user["name"], self.settings["prefix"]))
+
+    def write_error(self, status_code, **kwargs):
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(f"<h1>{status_code}</h1><p>The audit trail is for administrators and auditors.</p>")
+
+
+class AuditService(Application):
+    name = "datahavn-audit"
+    description = "Datahavn's audit service: the append-only, hash-chained record of every action."
+
+    state_dir = Unicode(help="Datahavn state directory (defaults to $DATAHAVN_STATE_DIR).").tag(config=True)
+
+    @default("state_dir")
+    def _state_dir(self):
+        return str(Layout.from_env().root)
+
+    db_url = Unicode(
+        help="SQLAlchemy URL of the audit store; default: SQLite in the hub's state dir.",
+    ).tag(config=True)
+
+    @default("db_url")
+    def _db_url(self):
+        return os.environ.get("DATAHAVN_AUDIT_DB_URL", "")
+
+    page_rows = Integer(2000, help="Most events the web page shows (the newest).").tag(config=True)
+
+    cache_seconds = Integer(60, help="How long the identity of a token is cached.").tag(config=True)
+
+    def start(self):
+        layout = Layout(Path(self.state_dir))
+        store = open_store(layout, self.db_url)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/datahavn-audit/")
+        hub_auth = HubAuth(cache_max_age=self.cache_seconds)
+        app = web.Application(
+            [
+                (url_path_join(prefix, "api/events"), EventsHandler),
+                (url_path_join(prefix, "api/events/ws"), EventSocketHandler),
+                (url_path_join(prefix, "api/verify"), VerifyHandler),
+                (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+                (prefix, PageHandler),
+            ],
+            store=store,
+            hub_auth=hub_auth,
+            prefix=prefix,
+            page_rows=self.page_rows,
+            cookie_secret=os.urandom(32),
+        )
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+        app.listen(url.port, url.hostname)
+        self.log.info("datahavn-audit listening on %s", url.geturl())
+        loop = ioloop.IOLoop.current()
+        # Explicit handlers: started from a background shell, SIGINT arrives ignored, and the
+        # hub would wait out its interrupt timeout at every shutdown.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
+        loop.start()
+        store.close()
+
+
+main = AuditService.launch_instance
+
+if __name__ == "__main__":
+    main()

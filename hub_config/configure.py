@@ -1,0 +1,75 @@
+"""What the hub's configuration is on every deployment, one machine or Kubernetes.
+
+``jupyterhub_config.py`` (one machine) and ``kube_config.py`` (loaded by
+zero-to-jupyterhub after its own) both call :func:`configure` and add only what
+their platform needs. Lists and dicts that zero-to-jupyterhub may already have
+filled (services, roles, scopes, tornado settings) are extended, never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from datahavn.tokens import AUDIT_SCOPE, CUSTOM_SCOPES
+
+from .audit import hub as audit_hub
+from .audit.store import AuditStore
+from .projects import user_projects
+from .roles import hub_roles
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def existing(c, name: str, kind: type):
+    """The value already set for ``JupyterHub.<name>`` (a list or dict), as a new one to add to."""
+    hub = c.JupyterHub
+    value = hub[name] if name in hub else kind()
+    return kind(value) if isinstance(value, kind) else kind()
+
+
+def audit_service(url: str, **fields) -> dict:
+    """The ``datahavn-audit`` service entry: its page's OAuth token carries the auditor scope of who holds it."""
+    return {"name": "datahavn-audit", "url": url, "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [AUDIT_SCOPE], **fields}  # fmt: skip
+
+
+def configure(c, *, spawner_class, poll_interval: int, store: AuditStore, audit: dict, auditors,
+              auditor_services=(), services=(), roles=()) -> None:  # fmt: skip
+    """Datahavn's hub: one server per (user, project), the grant rule, the home page, roles, the audit trail.
+
+    ``audit`` is the ``datahavn-audit`` service entry (:func:`audit_service`); ``services``
+    and ``roles`` are the platform's own additions.
+    """
+    hub = c.JupyterHub
+    # -- one server per (user, project): server name = project name
+    hub.allow_named_servers = True
+    hub.named_server_limit_per_user = 0
+    hub.spawner_class = spawner_class
+    hub.default_url = "/hub/home"
+    hub.redirect_to_server = False
+    c.Spawner.disable_user_config = True
+    c.Spawner.default_url = "/lab"
+    # The grant is re-checked at every poll: a revoked or expired grant stops the server.
+    c.Spawner.poll_interval = poll_interval
+
+    # -- the home page lists the user's projects
+    hub.template_paths = [TEMPLATES]
+    hub.template_vars = {
+        # called for every page, the login page too (user is None there)
+        "datahavn_projects": lambda user: user_projects(user.db, user.name) if user else [],
+    }
+
+    # -- roles (roles.py): researchers cannot mint tokens; tokens come only from the hub, one per server
+    hub.custom_scopes = {**existing(c, "custom_scopes", dict), **CUSTOM_SCOPES}
+    hub.load_roles = [*existing(c, "load_roles", list), *hub_roles(auditors, auditor_services), *roles]
+
+    # -- the audit trail: a service owns the store; the hub records its own events into the same sequence
+    hub.services = [*existing(c, "services", list), audit, *services]
+    audit_hub.configure(store)
+    hub.tornado_settings = {**existing(c, "tornado_settings", dict), "log_function": audit_hub.log_function}
+
+
+def python_module(module: str) -> list[str]:
+    """The command running ``module`` with the hub's own Python."""
+    return [sys.executable, "-m", module]

@@ -1,0 +1,178 @@
+"""The chart's settings for Datahavn (``datahavn.json`` in the hub's ConfigMap), parsed and checked (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datahavn.names import InvalidName, check_project
+from datahavn.paths import Layout
+
+from .identity import UID_MIN, UID_SPAN, derived_gid
+
+#: The state dir inside pods: the single machine's layout, so kernels see the same paths.
+POD_STATE_DIR = "/srv/datahavn"
+
+
+class KubeSettingsError(ValueError):
+    """Settings from the chart that Datahavn cannot run with."""
+
+
+@dataclass(frozen=True)
+class DaskLimits:
+    """Per-project Dask limits; worker sizes are what users may choose within."""
+
+    max_workers: int = 4
+    max_cores: float = 8.0
+    max_memory_gib: float = 32.0
+    worker_cores: float = 1.0
+    worker_cores_max: float = 2.0
+    worker_memory_gib: float = 2.0
+    worker_memory_gib_max: float = 8.0
+    scheduler_cores: float = 1.0
+    scheduler_memory_gib: float = 2.0
+    idle_timeout_seconds: int = 1800
+
+    #: chart key -> field
+    KEYS = {
+        "maxWorkers": "max_workers",
+        "maxCores": "max_cores",
+        "maxMemoryGiB": "max_memory_gib",
+        "workerCores": ("worker_cores", "worker_cores_max"),
+        "workerMemoryGiB": ("worker_memory_gib", "worker_memory_gib_max"),
+        "schedulerCores": "scheduler_cores",
+        "schedulerMemoryGiB": "scheduler_memory_gib",
+        "idleTimeoutSeconds": "idle_timeout_seconds",
+    }
+
+    @classmethod
+    def from_dict(cls, where: str, *layers: Mapping) -> DaskLimits:
+        """Defaults, then each layer (the chart's defaults, the project's own) on top."""
+        values: dict = {}
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                target = cls.KEYS.get(key)
+                if target is None:
+                    raise KubeSettingsError(f"{where}: unknown Dask setting {key!r}")
+                if isinstance(target, tuple):
+                    if not isinstance(value, Mapping) or set(value) - {"default", "max"}:
+                        raise KubeSettingsError(f"{where}.{key}: give default and max")
+                    for sub, name in zip(("default", "max"), target, strict=True):
+                        if sub in value:
+                            values[name] = value[sub]
+                else:
+                    values[target] = value
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise KubeSettingsError(f"{where}: {name} must be a positive number, got {value!r}")
+        limits = cls(**values)
+        if not isinstance(limits.max_workers, int) or not isinstance(limits.idle_timeout_seconds, int):
+            raise KubeSettingsError(f"{where}: maxWorkers and idleTimeoutSeconds are whole numbers")
+        if limits.worker_cores > limits.worker_cores_max or limits.worker_cores_max > limits.max_cores:
+            raise KubeSettingsError(f"{where}: need workerCores.default <= workerCores.max <= maxCores")
+        if (
+            limits.worker_memory_gib > limits.worker_memory_gib_max
+            or limits.worker_memory_gib_max > limits.max_memory_gib
+        ):
+            raise KubeSettingsError(f"{where}: need workerMemoryGiB.default <= workerMemoryGiB.max <= maxMemoryGiB")
+        return limits
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """What the cluster holds for one project: its group, its two volumes, its Dask limits."""
+
+    name: str
+    gid: int
+    datasets_claim: str
+    workspaces_claim: str
+    dask: DaskLimits = field(default_factory=DaskLimits)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Where workspaces reach dask-gateway, and the image of its schedulers and workers."""
+
+    address: str
+    proxy_address: str
+    public_address: str
+    image: str
+    #: the hub service "dask-gateway" proxies /services/dask-gateway/ here
+    service_url: str
+    image_pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    projects: Mapping[str, ProjectSettings]
+    audit_url: str
+    jupyter_config_map: str
+    state_dir: str = POD_STATE_DIR
+    gateway: GatewaySettings | None = None
+    #: users who may read the audit trail (the datahavn-auditor role)
+    auditors: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> KubeSettings:
+        """Parse and check the JSON the chart renders (``templates/hub/configmap.yaml``)."""
+        try:
+            defaults = data.get("daskDefaults") or {}
+            projects = {}
+            for name, raw in sorted((data.get("projects") or {}).items()):
+                try:
+                    check_project(name)
+                except InvalidName as e:
+                    raise KubeSettingsError(f"projects: {e}") from None
+                gid = raw.get("gid")
+                if gid is None:
+                    gid = derived_gid(name)
+                if isinstance(gid, bool) or not isinstance(gid, int) or not 1000 <= gid < 1 << 31:
+                    raise KubeSettingsError(f"projects.{name}.gid must be a whole number from 1000, got {gid!r}")
+                dask = DaskLimits.from_dict(f"projects.{name}.dask", defaults, raw.get("dask") or {})
+                projects[name] = ProjectSettings(name, gid, raw["datasetsClaim"], raw["workspacesClaim"], dask)
+            gw = data.get("gateway") or {}
+            gateway = (
+                GatewaySettings(
+                    gw["address"],
+                    gw["proxyAddress"],
+                    gw["publicAddress"],
+                    gw["image"],
+                    gw["serviceUrl"],
+                    gw.get("imagePullPolicy") or "IfNotPresent",
+                )
+                if gw.get("enabled")
+                else None
+            )
+            settings = cls(
+                projects=projects,
+                audit_url=data["auditUrl"],
+                jupyter_config_map=data["jupyterConfigMap"],
+                state_dir=data.get("stateDir") or POD_STATE_DIR,
+                gateway=gateway,
+                auditors=tuple(data.get("auditors") or ()),
+            )
+        except KeyError as e:
+            raise KubeSettingsError(f"missing setting {e.args[0]!r}") from None
+        by_gid: dict[int, str] = {}
+        for p in projects.values():
+            if p.gid in by_gid:
+                raise KubeSettingsError(
+                    f"projects {by_gid[p.gid]} and {p.name} would share gid {p.gid}: pin a gid for one of them"
+                )
+            if UID_MIN <= p.gid < UID_MIN + UID_SPAN:
+                raise KubeSettingsError(f"projects.{p.name}.gid {p.gid} is in the workspace uid range")
+            by_gid[p.gid] = p.name
+        return settings
+
+    def project(self, name: str) -> ProjectSettings:
+        try:
+            return self.projects[name]
+        except KeyError:
+            raise KubeSettingsError(
+                f"project {name} has no volumes on this cluster: an administrator must add it to the chart's projects"
+            ) from None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(Path(self.state_dir))

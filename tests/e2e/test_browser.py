@@ -1,0 +1,149 @@
+"""People in Chromium: a researcher runs a cell in JupyterLab; the audit page is for admins only."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+import requests
+
+from ..hubs import ARTIFACTS, await_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def page(browser, request):
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = await context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    await pg.screenshot(path=str(ARTIFACTS / f"browser-{request.node.name}.png"))
+    await context.close()
+
+
+async def log_in(hub, page, user):
+    await page.goto(f"{hub.url}/hub/login")
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", hub.admin_password if user == "admin" else hub.password)
+    await page.click("#login_submit")
+    await page.wait_for_url("**/hub/home")
+
+
+async def open_notebook(hub, page, user, project, not_listed=()):
+    # from the home page, as a person would; other tests may have left the server running
+    hub.stop(user, project)
+    hub.wait_stopped(user, project, 60)
+    await log_in(hub, page, user)
+    for other in not_listed:
+        assert await page.locator(f"#start-{other}").count() == 0, f"{other} offered to {user}"
+    await page.click(f"#start-{project}")
+    await page.wait_for_url(f"**/user/{user}/{project}/lab**")
+    await page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+    # a cell run before the kernel is connected is silently dropped: wait for Idle
+    await page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for()
+
+
+async def run_cell(page, code: str) -> str:
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    # pinned by index: Shift+Enter appends a new last cell
+    cell = cells.nth(await cells.count() - 1)
+    await cell.locator(".cm-content").click()
+    await page.keyboard.type(code)
+    await page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output").first
+    await output.wait_for()
+    return await output.inner_text()
+
+
+async def test_alice_starts_brca_and_runs_a_cell(hub, page):
+    await open_notebook(hub, page, "alice", "brca", not_listed=["cardio"])
+    out = await run_cell(page, "import os; print('answer', 6 * 7, os.environ['DATAHAVN_PROJECT'])")
+    assert "answer 42 brca" in out
+    # and save it: the notebook lands in alice's brca workspace, output included
+    await page.keyboard.press("Control+s")
+    # JupyterLab asks for a name at the first save of an untitled notebook
+    await page.locator(".jp-Dialog .jp-mod-accept").click()
+    workspace = hub.layout.workspace("brca", "alice")
+    await await_for(lambda: [p for p in workspace.glob("Untitled*.ipynb") if "answer 42 brca" in p.read_text()],
+                    timeout=10, message="the notebook was not saved")  # fmt: skip
+    # the egress guard refused nothing the lab needs (it asks for export formats: refused by design)
+    refused = [e["detail"] for e in hub.events(kind="denied", user="alice") if e.get("server") == "alice/brca"]
+    assert all("/api/nbconvert" in d for d in refused), refused
+
+
+async def test_researcher_sees_why_nothing_runs_while_the_audit_is_down(hub, page):
+    await open_notebook(hub, page, "carol", "cardio")
+    assert "ok 1" in await run_cell(page, "print('ok', 1)")
+    pid = hub.audit_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        out = await run_cell(page, "print('ran while audit was down')")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "AuditUnavailable" in out and "audit trail is unavailable" in out
+    assert "ran while audit was down" not in out
+    assert "back 2" in await run_cell(page, "print('back', 2)")
+
+
+async def test_admin_browses_the_audit_page_and_a_researcher_is_refused(hub, page, browser):
+    await log_in(hub, page, "admin")
+    await page.goto(f"{hub.url}/services/datahavn-audit/?kind=login")
+    await page.locator("#events").wait_for()
+    kinds = await page.locator("#events tr.event td:nth-child(3)").all_inner_texts()
+    assert kinds and all(k.strip() == "login" for k in kinds)
+    await page.goto(f"{hub.url}/services/datahavn-audit/")
+    assert await page.locator("#activity-chart rect[data-project='brca']").count() >= 1
+    newest = page.locator("#events tr.event").first
+    assert "login" in await newest.inner_text() and "admin" in await newest.inner_text()
+
+    researcher = await browser.new_context()
+    rpage = await researcher.new_page()
+    await log_in(hub, rpage, "bob")
+    resp = await rpage.goto(f"{hub.url}/services/datahavn-audit/")
+    # the hub itself refuses: bob's identity does not reach the service at all
+    assert resp.status == 403
+    assert await rpage.locator("#events").count() == 0
+    assert "Datahavn audit trail" not in await rpage.content()
+    await researcher.close()
+
+
+async def test_the_lab_offers_no_download_export_or_news(hub, page):
+    await open_notebook(hub, page, "bob", "cardio")
+    assert "ok" in await run_cell(page, "print('ok')")
+    forbidden = ("Download", "Export", "Copy Download Link", "Open in New Browser Tab")
+
+    await page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    file_menu = await page.locator(".lm-Menu").last.inner_text()
+    assert "Save" in file_menu  # the menu is there
+    await page.keyboard.press("Escape")
+
+    await page.locator(".jp-DirListing-item", has_text="Untitled").first.click(button="right")
+    context_menu = await page.locator(".lm-Menu").last.inner_text()
+    assert "Rename" in context_menu
+    await page.keyboard.press("Escape")
+    for item in forbidden:
+        assert item not in file_menu, f"File menu offers {item}"
+        assert item not in context_menu, f"file browser offers {item}"
+    assert await page.get_by_text("official Jupyter news").count() == 0
+    # and the server behind it has no terminals
+    token = hub.user_token("bob")
+    r = requests.post(
+        f"{hub.url}/user/bob/cardio/api/terminals", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert r.status_code in (403, 404)

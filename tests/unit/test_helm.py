@@ -1,0 +1,548 @@
+"""The Helm chart, rendered offline and checked.
+
+A temporary copy of ``helm/`` gets stub subcharts (a Chart.yaml of the pinned name
+and version: the real zero-to-jupyterhub and dask-gateway cannot be fetched here),
+then ``helm lint`` / ``helm template`` run with ``helm/lint-values.yaml``, which sets
+every option. Every object must pass ``kubernetes-validate --strict`` for the
+Kubernetes version the chart declares. Then the properties Datahavn promises are
+checked on the render together with the pods our builders make from the render's
+own settings: user servers and Dask pods are confined by NetworkPolicies to the
+listed targets, no pod mounts another project's volume, nothing runs as root,
+user pods carry no service account token, and rendering is deterministic.
+
+helm is the binary scripts/fetch-helm.sh installs as .venv/bin/helm; without it
+these tests fail (`make install` fetches it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datahavn.hub_config import kube
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm"
+HELM = REPO / ".venv" / "bin" / "helm"
+LINT_VALUES = CHART / "lint-values.yaml"
+RELEASE, NAMESPACE = "dh", "dh"
+
+
+def kube_version() -> str:
+    """The lowest Kubernetes version the chart declares (kubeVersion: ">=X.Y.Z-0")."""
+    declared = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    return declared.removeprefix(">=").strip('"').split("-")[0]
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory) -> Path:
+    if not HELM.exists():
+        pytest.fail(f"no helm at {HELM}: `make install` fetches it (scripts/fetch-helm.sh)")
+    dest = tmp_path_factory.mktemp("chart") / "datahavn"
+    # symlinks=False: files/kube_config.py is copied as the file it points to, as `helm package` stores it
+    shutil.copytree(CHART, dest, symlinks=False, ignore=shutil.ignore_patterns("charts", "__pycache__"))
+    for dep in yaml.safe_load((CHART / "Chart.yaml").read_text())["dependencies"]:
+        stub = dest / "charts" / dep["name"]
+        stub.mkdir(parents=True)
+        (stub / "Chart.yaml").write_text(f"apiVersion: v2\nname: {dep['name']}\nversion: {dep['version']}\n")
+    return dest
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=60)
+
+
+def render_text(chart: Path, *sets: str, values: tuple[Path, ...] = (LINT_VALUES,), release=RELEASE) -> str:
+    args = ["template", release, str(chart), "-n", NAMESPACE, "--kube-version", kube_version()]
+    for v in values:
+        args += ["-f", str(v)]
+    for s in sets:
+        args += ["--set", s]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def render(chart: Path, *sets: str, **kw) -> list[dict]:
+    return [d for d in yaml.safe_load_all(render_text(chart, *sets, **kw)) if d]
+
+
+@pytest.fixture(scope="module")
+def docs(chart) -> list[dict]:
+    return render(chart)
+
+
+def find(docs, kind: str, name: str) -> dict:
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def settings(docs) -> kube.KubeSettings:
+    return kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
+
+
+def values() -> dict:
+    """The release's values for Datahavn's part: values.yaml under lint-values.yaml."""
+
+    def merge(a, b):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {**a, **{k: merge(a.get(k), v) for k, v in b.items()}}
+        return copy.deepcopy(b)
+
+    return merge(yaml.safe_load((CHART / "values.yaml").read_text()), yaml.safe_load(LINT_VALUES.read_text()))
+
+
+# --- pods, as our builders and the upstream spawners make them ------------------------------
+
+
+def server_pod(settings, user: str, project: str) -> dict:
+    """A user server's pod: KubeSpawner's own (when installed) from our spec, else the spec's parts."""
+    spec = kube.server_spec(settings, user, project, "reg/singleuser:1")
+    try:
+        import kubespawner.objects
+    except ImportError:
+        return {
+            "metadata": {"labels": spec["extra_labels"]},
+            "spec": {
+                "automountServiceAccountToken": spec["automount_service_account_token"],
+                "securityContext": spec["pod_security_context"],
+                "containers": [{"name": "notebook", "securityContext": spec["container_security_context"]}],
+                "initContainers": spec["init_containers"],
+                "volumes": spec["volumes"],
+            },
+        }
+    from .test_kube import to_dict
+
+    pod = kubespawner.objects.make_pod(
+        name=f"jupyter-{user}--{project}",
+        cmd=["jupyterhub-singleuser"],
+        port=8888,
+        image="reg/singleuser:1",
+        uid=spec["uid"],
+        gid=spec["gid"],
+        fs_gid=spec["fs_gid"],
+        supplemental_gids=spec["supplemental_gids"],
+        container_security_context=spec["container_security_context"],
+        pod_security_context=spec["pod_security_context"],
+        env={},
+        volumes=spec["volumes"],
+        volume_mounts=spec["volume_mounts"],
+        labels={"app": "jupyterhub", "component": "singleuser-server", **spec["extra_labels"]},
+        init_containers=spec["init_containers"],
+        service_account=spec["service_account"],
+        automount_service_account_token=spec["automount_service_account_token"],
+        extra_pod_config=spec["extra_pod_config"],
+    )
+    return to_dict(pod)
+
+
+def dask_pods(settings, user: str, project: str) -> list[dict]:
+    """Its scheduler and worker pods: dask-gateway's controller's own (when installed), else their labels and spec."""
+    try:
+        import dask_gateway_server  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from .test_kube import dask_pod
+
+        return [dask_pod(settings, user, project, worker) for worker in (False, True)]
+    config = kube.cluster_config(settings, user, project, {})
+    pods = []
+    for component, key in (("dask-scheduler", "scheduler"), ("dask-worker", "worker")):
+        labels = {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": component}
+        spec = dict(config[f"{key}_extra_pod_config"])
+        spec["containers"] = [{"name": component, **config[f"{key}_extra_container_config"]}]
+        pods.append({"metadata": {"labels": {**labels, **config[f"{key}_extra_pod_labels"]}}, "spec": spec})
+    return pods
+
+
+# --- NetworkPolicy evaluation ------------------------------------------------------------------
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, vals = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in vals,
+            "NotIn": key not in labels or labels[key] not in vals,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def egress_rules(docs, labels: dict) -> list[dict]:
+    """Every egress allowance that applies to a pod with ``labels`` (they add up); fails if none confines it."""
+    policies = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and "Egress" in d["spec"].get("policyTypes", [])
+        and selects(d["spec"]["podSelector"], labels)
+    ]
+    assert policies, f"no NetworkPolicy confines the egress of pods labelled {labels}"
+    return [rule for p in policies for rule in p["spec"].get("egress") or []]
+
+
+def tcp(*ports):
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+HUB = ({"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}, tcp(8081))
+AUDIT = (
+    {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "datahavn",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "audit",
+            }
+        }
+    },
+    tcp(8002),
+)
+TRAEFIK = (
+    {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "traefik"}
+        }
+    },
+    tcp(8000, 8786),
+)
+GATEWAY_API = (
+    {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "gateway"}
+        }
+    },
+    tcp(8000),
+)
+DNS = (
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    },
+    [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+)
+
+
+def assert_confined(docs, pod: dict, allowed: list[tuple[dict, list]], same_project: str | None = None) -> None:
+    """Every way out of ``pod`` is one of ``allowed`` (peer, ports), or its own project's Dask pods."""
+    for rule in egress_rules(docs, pod["metadata"]["labels"]):
+        peers = rule.get("to")
+        assert peers, f"an egress rule without 'to' allows every destination: {rule}"
+        for peer in peers:
+            assert "ipBlock" not in peer, f"egress to addresses: {peer}"
+            if same_project and rule.get("ports") is None:
+                # the project's own schedulers and workers, any port, and no other project's
+                selector = peer["podSelector"]
+                assert set(peer) == {"podSelector"}
+                assert selector["matchLabels"].get("datahavn/project") == same_project
+                assert selector["matchLabels"].get("app.kubernetes.io/name") == "dask-gateway"
+                continue
+            assert (peer, rule.get("ports")) in allowed, f"egress beyond the listed targets: {peer} {rule.get('ports')}"
+
+
+# --- the chart itself ---------------------------------------------------------------------
+
+
+def test_chart_pins_its_dependencies():
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    deps = {d["name"]: d for d in meta["dependencies"]}
+    assert set(deps) == {"jupyterhub", "dask-gateway"}
+    for dep in deps.values():
+        assert dep["version"][0].isdigit() and not set(dep["version"]) & set("<>=~^*| ")  # an exact version
+        assert dep["repository"].startswith("https://")
+    assert deps["dask-gateway"]["condition"] == "dask-gateway.enabled"
+    assert kube_version() == "1.32.0"
+
+
+def test_helm_lint(chart):
+    result = helm("lint", str(chart), "-f", str(LINT_VALUES), "--kube-version", kube_version(), "--strict")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_json_is_generated_from_the_yaml():
+    result = subprocess.run(
+        [sys.executable, str(CHART / "tools" / "generate_schema.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        ref = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            ref = ref[part]
+        schema = {**ref, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def test_schema_describes_every_key_and_closes_every_object():
+    root = json.loads((CHART / "values.schema.json").read_text())
+    problems = []
+
+    def walk(schema, path, ours):
+        schema = _resolve(schema, root)
+        if "properties" in schema and ours and schema.get("additionalProperties") is not False:
+            problems.append(f"{path or '/'}: additionalProperties is not false")
+        for key, sub in schema.get("properties", {}).items():
+            if "description" not in sub:
+                problems.append(f"{path}.{key}: no description")
+            walk(sub, f"{path}.{key}", ours and not (path == "" and key in ("jupyterhub", "dask-gateway", "global")))
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"], f"{path}.*", ours)
+
+    walk(root, "", True)
+    assert problems == []
+
+
+def test_lint_values_set_every_option():
+    root = json.loads((CHART / "values.schema.json").read_text())
+    lint = yaml.safe_load(LINT_VALUES.read_text())
+
+    def missing(schema, value, path) -> set[str]:
+        schema = _resolve(schema, root)
+        out = set()
+        if "properties" in schema:
+            for key, sub in schema["properties"].items():
+                if path == "" and key in ("global", "jupyterhub", "dask-gateway"):
+                    continue
+                if not isinstance(value, dict) or key not in value:
+                    out.add(f"{path}{key}")
+                else:
+                    out |= missing(sub, value[key], f"{path}{key}.")
+        elif isinstance(schema.get("additionalProperties"), dict) and isinstance(value, dict):
+            # a map (projects): an option is set if any entry sets it
+            each = [missing(schema["additionalProperties"], v, f"{path}*.") for v in value.values()]
+            out |= set.intersection(*each) if each else {f"{path}*"}
+        return out
+
+    assert missing(root, lint, "") == set()
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ("unknownOption=1", "unknownOption"),
+        ("audit.hmacKey=not-hex", "hmacKey"),
+        ("projects.Bad_Name.datasets.size=1Gi", "Bad_Name"),
+        ("projects.brca.datasets.sise=1Gi", "sise"),
+        ("jupyterhub.singleuser.networkPolicy.egressAllowRules.nonPrivateIPs=true", "nonPrivateIPs"),
+        ("jupyterhub.singleuser.networkPolicy.enabled=false", "enabled"),
+        ("jupyterhub.singleuser.storage.type=dynamic", "type"),
+        ("dask-gateway.gateway.backend.namespace=elsewhere", "namespace"),
+    ],
+)
+def test_schema_refuses(chart, bad, error):
+    result = helm(
+        "template", RELEASE, str(chart), "--kube-version", kube_version(), "-f", str(LINT_VALUES), "--set", bad
+    )
+    assert result.returncode != 0 and "values don't meet the specifications of the schema" in result.stderr
+    assert error in result.stderr
+
+
+def test_every_object_is_valid_kubernetes(chart, docs):
+    import kubernetes_validate
+
+    external = render(chart, "audit.externalDatabase.url=postgresql+psycopg://u:p@db.example.org:5432/audit")
+    for doc in docs + external:
+        kubernetes_validate.validate(doc, kube_version(), strict=True)
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == [
+        "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Role", "RoleBinding",
+        "Secret", "Service", "StatefulSet",
+    ]  # fmt: skip
+
+
+def test_two_renders_are_identical(chart):
+    assert render_text(chart) == render_text(chart)
+
+
+def test_hub_configuration(docs, settings):
+    cm = find(docs, "ConfigMap", "datahavn-hub-config")
+    assert cm["data"]["datahavn.py"].rstrip("\n") == (REPO / "hub_config" / "kube_config.py").read_text().rstrip("\n")
+    v = values()["jupyterhub"]["hub"]
+    mounts = {m["name"]: m["mountPath"] for m in v["extraVolumeMounts"]}
+    volumes = {vol["name"]: vol for vol in v["extraVolumes"]}
+    assert mounts["datahavn-hub-config"] == "/usr/local/etc/jupyterhub/jupyterhub_config.d"
+    assert volumes["datahavn-hub-config"]["configMap"]["name"] == cm["metadata"]["name"]
+    assert volumes["datahavn-audit-key"]["secret"]["secretName"] == "datahavn-audit"
+    assert mounts["datahavn-audit-key"] == str(settings.layout.audit_key.parent)
+    secret = find(docs, "Secret", "datahavn-audit")
+    for env in v["extraEnv"].values():
+        ref = env["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "datahavn-audit" and ref["key"] in secret["data"]
+    # the settings the hub and the gateway read
+    assert sorted(settings.projects) == ["brca", "cardio", "rare_dis"]
+    assert settings.project("brca").gid == 20001 and settings.project("cardio").gid == kube.derived_gid("cardio")
+    assert settings.project("rare_dis").dask.max_workers == 2
+    assert settings.project("brca").dask.worker_cores_max == 4
+    assert settings.gateway.address == f"http://traefik-{RELEASE}-dask-gateway.{NAMESPACE}:80/services/dask-gateway"
+    assert settings.gateway.image == "registry.example.org/datahavn/k8s-singleuser:0.1.0"
+    assert settings.audit_url == f"http://datahavn-audit.{NAMESPACE}:8002"
+    assert settings.auditors == ("auditor", "admin")
+    # dask-gateway runs Datahavn's configuration and may read these settings, nothing more
+    dg = values()["dask-gateway"]["gateway"]
+    assert "configure(c)" in dg["extraConfig"]["datahavn"] and dg["auth"]["type"] == "jupyterhub"
+    role, binding = find(docs, "Role", "datahavn-dask-gateway"), find(docs, "RoleBinding", "datahavn-dask-gateway")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["datahavn-hub-config"], "verbs": ["get"]}
+    ]
+    assert binding["subjects"][0]["name"] == f"{RELEASE}-dask-gateway"
+
+
+def test_project_volumes(docs, settings):
+    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert sorted(pvcs) == ["datahavn-brca-datasets", "datahavn-brca-workspaces", "datahavn-cardio-workspaces",
+                            "datahavn-rare-dis-datasets"]  # fmt: skip
+    assert all(p["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for p in pvcs.values())
+    assert pvcs["datahavn-brca-datasets"]["spec"]["volumeName"] == "brca-datasets-nfs"
+    claims = {(p.name, p.datasets_claim, p.workspaces_claim) for p in settings.projects.values()}
+    assert claims == {
+        ("brca", "datahavn-brca-datasets", "datahavn-brca-workspaces"),
+        ("cardio", "cardio-datasets-nfs", "datahavn-cardio-workspaces"),
+        ("rare_dis", "datahavn-rare-dis-datasets", "rare-workspaces"),
+    }
+
+
+# --- the promises, on the render ----------------------------------------------------------
+
+
+def test_user_servers_reach_only_the_listed_targets(docs, settings):
+    for user, project in [("alice", "brca"), ("bob", "cardio"), ("carol", "rare_dis")]:
+        pod = server_pod(settings, user, project)
+        assert_confined(docs, pod, [HUB, AUDIT, TRAEFIK, DNS])
+    # zero-to-jupyterhub's own policy for them adds nothing but the hub and DNS in kube-system
+    netpol = values()["jupyterhub"]["singleuser"]["networkPolicy"]
+    assert netpol["enabled"] is True and netpol["egress"] == []
+    assert netpol["egressAllowRules"] == {
+        "cloudMetadataServer": False,
+        "dnsPortsCloudMetadataServer": False,
+        "dnsPortsKubeSystemNamespace": True,
+        "dnsPortsPrivateIPs": False,
+        "nonPrivateIPs": False,
+        "privateIPs": False,
+    }
+    # and a pod KubeSpawner starts without our labels is confined all the same
+    assert_confined(docs, {"metadata": {"labels": {"component": "singleuser-server"}}}, [HUB, AUDIT, TRAEFIK, DNS])
+
+
+def test_dask_pods_reach_only_their_project(docs, settings):
+    for user, project in [("alice", "brca"), ("bob", "cardio")]:
+        scheduler, worker = dask_pods(settings, user, project)
+        assert_confined(docs, scheduler, [GATEWAY_API, DNS], same_project=project)
+        assert_confined(docs, worker, [DNS], same_project=project)
+        # their project's rule lets in no other project's pods
+        other = dask_pods(settings, "alice", "cardio" if project == "brca" else "brca")[1]
+        own_rules = [
+            d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].startswith("datahavn-dask-")
+            and selects(d["spec"]["podSelector"], worker["metadata"]["labels"])
+        ]  # fmt: skip
+        for policy in own_rules:
+            for rule in policy["spec"].get("ingress") or []:
+                for peer in rule.get("from") or []:
+                    assert not selects(peer["podSelector"], other["metadata"]["labels"])
+
+
+def test_no_pod_mounts_another_projects_volume(docs, settings):
+    claims = {p.name: {p.datasets_claim, p.workspaces_claim} for p in settings.projects.values()}
+    all_claims = set().union(*claims.values())
+    for project in claims:
+        pods = [server_pod(settings, "alice", project), *dask_pods(settings, "alice", project)]
+        for pod in pods:
+            mounted = {
+                v["persistentVolumeClaim"]["claimName"]
+                for v in pod["spec"].get("volumes", [])
+                if "persistentVolumeClaim" in v
+            }
+            assert mounted <= claims[project], (project, mounted)
+            assert not any("hostPath" in v or "nfs" in v for v in pod["spec"].get("volumes", []))
+            datasets = [v for v in pod["spec"].get("volumes", []) if v["name"] == "datasets"]
+            assert all(v["persistentVolumeClaim"]["readOnly"] is True for v in datasets)
+    # and the chart's own pods mount no project's
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            for v in doc["spec"]["template"]["spec"].get("volumes", []):
+                assert v.get("persistentVolumeClaim", {}).get("claimName") not in all_claims
+
+
+def _containers(spec: dict) -> list[dict]:
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def test_pods_run_as_non_root_without_service_account_tokens(docs, settings):
+    pods = [d["spec"]["template"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    assert len(pods) == 2  # the audit service and PostgreSQL
+    pods += [server_pod(settings, "alice", "brca"), *dask_pods(settings, "alice", "brca")]
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0
+        for c in _containers(spec):
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False and sc.get("runAsUser", 1) > 0
+            assert not sc.get("privileged") and sc["capabilities"]["drop"] == ["ALL"]
+    server = server_pod(settings, "alice", "brca")
+    assert server["spec"]["securityContext"]["runAsUser"] == kube.workspace_uid("alice", "brca")
+    assert server["spec"]["securityContext"]["supplementalGroups"] == []
+
+
+def test_audit_service_and_its_database(chart, docs):
+    audit = find(docs, "Deployment", "datahavn-audit")["spec"]["template"]
+    assert audit["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+    env = {e["name"]: e for e in audit["spec"]["containers"][0]["env"]}
+    assert env["DATAHAVN_AUDIT_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "datahavn-audit", "key": "db-url"}
+    import base64
+
+    secret = {k: base64.b64decode(v).decode() for k, v in find(docs, "Secret", "datahavn-audit")["data"].items()}
+    lint = yaml.safe_load(LINT_VALUES.read_text())
+    assert secret["audit-key"] == lint["audit"]["hmacKey"] and secret["api-token"] == lint["audit"]["apiToken"]
+    assert secret["db-url"] == (
+        f"postgresql+psycopg://datahavn:{lint['postgresql']['password']}@datahavn-postgresql.{NAMESPACE}:5432/audit"
+    )
+    pg = find(docs, "NetworkPolicy", "datahavn-postgresql")["spec"]
+    assert pg["egress"] == [] and "Egress" in pg["policyTypes"]
+    # an external database: no PostgreSQL of ours, and the audit service may reach that one
+    external = render(chart, "audit.externalDatabase.url=postgresql+psycopg://u:p@db.example.org:5432/audit")
+    assert not [d for d in external if "postgresql" in d["metadata"]["name"]]
+    egress = find(external, "NetworkPolicy", "datahavn-audit")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": tcp(5432)} in egress
+    ext_secret = find(external, "Secret", "datahavn-audit")["data"]
+    assert "postgres-password" not in ext_secret
+    assert base64.b64decode(ext_secret["db-url"]).decode() == "postgresql+psycopg://u:p@db.example.org:5432/audit"
+
+
+def test_without_dask_gateway(chart):
+    docs = render(chart, "dask-gateway.enabled=false")
+    assert not [d for d in docs if "dask" in d["metadata"]["name"]]
+    settings = kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
+    assert settings.gateway is None
+    assert_confined(docs, server_pod(settings, "alice", "brca"), [HUB, AUDIT, DNS])
+
+
+def test_readme_minimal_values_install(chart):
+    example = CHART / "examples" / "minimal.yaml"
+    assert example.read_text() in (CHART.parent / "README.md").read_text()  # the README shows this very file
+    import kubernetes_validate
+
+    docs = render(chart, values=(example,))
+    for doc in docs:
+        kubernetes_validate.validate(doc, kube_version(), strict=True)
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"} == {"datahavn-brca-workspaces"}
