@@ -38,7 +38,8 @@ one size, ``DIR/<samples>x<sites>`` for several).
 
 Dependencies: msprime, tskit, numpy, zarr 3, numcodecs, dask, scikit-allel, bio2zarr[vcf] (its cyvcf2 htslib also
 bgzips and indexes the VCF), sgkit, psutil (all in the hub venv); plink2 on PATH (Debian: ``apt-get install -y
-plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until ``datahavn.hub_config.datasets.convert`` and
+plink2``). A missing tool's rows print n/a with how to get it; our rows print n/a until
+``datahavn.hub_config.datasets.convert`` and
 ``datahavn.kernels.Project`` exist.
 """
 

@@ -83,7 +83,8 @@ def cmd_project_create(args):
 
 
 def cmd_project_list(args):
-    print_rows(args, admin.list_projects(hub_from_args(args)), ["name", "members", "description", "created_by", "created_at"])
+    rows = admin.list_projects(hub_from_args(args))
+    print_rows(args, rows, ["name", "members", "description", "created_by", "created_at"])
 
 
 def cmd_grant(args):
@@ -264,4 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as ``python -m datahavn.cli``: use the module plugged-in verbs import, not a second copy of it
+    from datahavn.cli import main as _main
+
+    sys.exit(_main())

@@ -54,9 +54,12 @@ if [ ! -x "$USER_ENV/bin/python" ]; then
   "$USER_ENV/bin/pip" install -q --upgrade pip
 fi
 log "installing datahavn[server] into $USER_ENV"
+# setuptools' build/ keeps modules that were moved or deleted since: build from the tree as it is
+rm -rf "$REPO/build"
 "$USER_ENV/bin/pip" install -q "$REPO[server]" 2>&1 | grep -v "^WARNING: Location" || true
 # always the current tree's code, never an older build of the same version
 "$USER_ENV/bin/pip" install -q --no-deps --force-reinstall "$REPO" 2>&1 | grep -v "^WARNING: Location" || true
+rm -rf "$REPO/build"
 chown -R root:root "$USER_ENV"
 chmod -R u+rwX,go+rX,go-w "$USER_ENV"
 chmod 755 "$(dirname "$USER_ENV")"

@@ -32,6 +32,7 @@ import requests
 from .hubs import IDENTITIES, Hub
 from .kernel_client import KernelClient
 
+
 def _dh_identities() -> tuple[set[str], set[str]]:
     users = {p.pw_name for p in pwd.getpwall() if p.pw_name.startswith("dh-")}
     groups = {g.gr_name for g in grp.getgrall() if g.gr_name.startswith("dh-")}

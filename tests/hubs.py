@@ -26,30 +26,39 @@ from datahavn.paths import Layout
 IDENTITIES: list[tuple[set[str], set[str]]] = []
 
 
-def wait_for(condition, timeout: float = 30, interval: float = 0.2, message: str = ""):
-    """Call ``condition`` until it returns something true, and return that; fail after ``timeout`` seconds."""
+_FAIL = object()
+
+
+def wait_for(condition, timeout: float = 30, interval: float = 0.2, message: str = "", otherwise=_FAIL):
+    """Call ``condition`` until it returns something true, and return that.
+
+    After ``timeout`` seconds: fail, or return the last value when ``otherwise=True`` (a test that
+    expects nothing to happen waits the same time, then asserts on what it got).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {message or getattr(condition, '__name__', '')}")
+        if value or time.monotonic() > deadline:
+            return _settle(value, timeout, message or getattr(condition, "__name__", ""), otherwise)
         time.sleep(interval)
 
 
-async def await_for(condition, timeout: float = 30, interval: float = 0.2, message: str = ""):
+async def await_for(condition, timeout: float = 30, interval: float = 0.2, message: str = "", otherwise=_FAIL):
     """:func:`wait_for` for async tests: the event loop keeps running while it waits."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if asyncio.iscoroutine(value):
             value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {message or getattr(condition, '__name__', '')}")
+        if value or time.monotonic() > deadline:
+            return _settle(value, timeout, message or getattr(condition, "__name__", ""), otherwise)
         await asyncio.sleep(interval)
+
+
+def _settle(value, timeout: float, what: str, otherwise):
+    if value or otherwise is not _FAIL:
+        return value
+    raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 def login(hub, user: str) -> requests.Session:

@@ -36,6 +36,7 @@ from datahavn.tokens import server_identity as token_identity
 
 from .page import render_page
 from .store import AuditStore, open_store
+
 QUERY_ARGS = ("user", "project", "kind", "since", "until", "grep")
 CSV_FIELDS = (
     "seq", "time", "kind", "user", "actor", "project", "server", "kernel_id", "session", "msg_id",

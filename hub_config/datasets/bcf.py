@@ -26,13 +26,13 @@ def convert_bcf(raw, store, pool, workers: int, progress: bool) -> dict:
 
     _check_whole(raw, pool, workers)
     try:
-        vcf = VCF(raw.path, gts012=False, strict_gt=False, lazy=True, threads=workers)
+        reader = VCF(raw.path, gts012=False, strict_gt=False, lazy=True, threads=workers)
     except OSError as e:
         raise SourceError(f"cannot read the BCF: {e}") from None
-    lines = vcf.raw_header.splitlines(keepends=True)
+    lines = reader.raw_header.splitlines(keepends=True)
     header = vcf.parse_header(lines)
     n_samples = len(header.samples)
-    records = iter(vcf)
+    records = iter(reader)
     first = next(records, None)
     if first is None:
         raise SourceError("the BCF has no records: nothing to import")

@@ -1,6 +1,6 @@
 """Datahavn on Kubernetes: pure builders for the spawner and the dask-gateway.
 
-- :mod:`.identity`: uids and gids derived from the names;
+- :mod:`.ids`: uids and gids derived from the names;
 - :mod:`.settings`: the chart's ``datahavn.json``, parsed and checked;
 - :mod:`.pods`: a server's pod (KubeSpawner settings);
 - :mod:`.dask`: a cluster's options and config (dask-gateway);
@@ -11,7 +11,7 @@ without a cluster.
 """
 
 from .dask import cluster_config, dask_labels, dask_option_fields, gateway_user
-from .identity import GID_MIN, GID_SPAN, UID_MIN, UID_SPAN, Identity, derived_gid, identity, uid_clashes, workspace_uid
+from .ids import GID_MIN, GID_SPAN, UID_MIN, UID_SPAN, Identity, derived_gid, identity, uid_clashes, workspace_uid
 from .pods import (
     ACCOUNT_LABEL,
     PROJECT_LABEL,
@@ -27,7 +27,8 @@ from .pods import (
 from .settings import POD_STATE_DIR, DaskLimits, GatewaySettings, KubeSettings, KubeSettingsError, ProjectSettings
 
 __all__ = [
-    "ACCOUNT_LABEL", "GID_MIN", "GID_SPAN", "PROJECT_LABEL", "UID_MIN", "UID_SPAN", "POD_STATE_DIR", "SERVER_LABELS", "WORKSPACE_INIT", "DaskLimits",
+    "ACCOUNT_LABEL", "GID_MIN", "GID_SPAN", "PROJECT_LABEL", "UID_MIN", "UID_SPAN", "POD_STATE_DIR", "SERVER_LABELS",
+    "WORKSPACE_INIT", "DaskLimits",
     "GatewaySettings", "Identity", "KubeSettings", "KubeSettingsError", "ProjectSettings", "cluster_config",
     "dask_labels", "dask_option_fields", "derived_gid", "gateway_user", "identity", "pod_project_env",
     "pod_server_env", "project_volumes", "security_contexts", "server_labels", "server_spec", "uid_clashes",

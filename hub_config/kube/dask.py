@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from datahavn.names import account_name, project_group
 
-from .identity import Identity, identity
+from .ids import Identity, identity
 from .pods import ACCOUNT_LABEL, PROJECT_LABEL, pod_project_env, project_volumes, security_contexts
 from .settings import DaskLimits, KubeSettings, KubeSettingsError
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datahavn.paths import runtime_dir
 
 from ..workspace import links_script, project_env, server_env
-from .identity import Identity, identity
+from .ids import Identity, identity
 from .settings import KubeSettings
 
 #: Labels. ``component: singleuser-server`` is KubeSpawner's own label for every

@@ -9,7 +9,7 @@ from pathlib import Path
 from datahavn.names import InvalidName, check_project
 from datahavn.paths import Layout
 
-from .identity import UID_MIN, UID_SPAN, derived_gid
+from .ids import UID_MIN, UID_SPAN, derived_gid
 
 #: The state dir inside pods: the single machine's layout, so kernels see the same paths.
 POD_STATE_DIR = "/srv/datahavn"

@@ -60,6 +60,9 @@ class WorkspaceError(web.HTTPError):
 class ProjectSpawnerBase:
     """The documented base of Datahavn's spawners (see the module's docstring for the hooks)."""
 
+    #: set while halting: JupyterHub's own stop polls, and that poll must not halt again
+    _halting = False
+
     @property
     def project(self) -> str:
         return self.name
@@ -134,19 +137,28 @@ class ProjectSpawnerBase:
         return result
 
     async def stop(self, now=False):
-        await self.halt(now)
+        await self._halt_once(now)
         self._audit("stop", actor=self._actor(), outcome="ok")
 
     async def poll(self):
         status = await self.platform_poll()
-        if status is None and self.name:
+        if status is None and self.name and not self._halting:
             grant = check_grant(self.db, self.user.name, self.name)
             if not grant.current:
                 self.log.warning("Stopping %s: grant is %s (until %s)", self._log_name, grant.status, grant.until)
-                await self.halt(now=True)
+                await self._halt_once(now=True)
                 self._audit("stop", actor="hub", outcome="ok", detail=f"grant {grant.status}")
                 return 0
         return status
+
+    async def _halt_once(self, now: bool) -> None:
+        if self._halting:
+            return
+        self._halting = True
+        try:
+            await self.halt(now)
+        finally:
+            self._halting = False
 
     # --- audit ------------------------------------------------------------------------
 

@@ -239,7 +239,7 @@ async def test_every_code_carrying_message_is_recorded_in_both_protocols(hub, ke
         for msg in sent:
             await k.send(msg)
         ids = {m["header"]["msg_id"] for m in sent}
-        def recorded_events():
+        def recorded_events(ids=ids):
             found = {e["msg_id"]: e for e in hub.events(user="carol") if e.get("msg_id") in ids}
             return found if len(found) == len(ids) else None
 

@@ -1,6 +1,5 @@
 """People in Chromium: a researcher runs a cell in JupyterLab; the audit page is for admins only."""
 
-import asyncio
 import os
 import signal
 

@@ -2,7 +2,6 @@
 
 import http.client
 import json
-import time
 
 import pytest
 import requests
@@ -93,7 +92,7 @@ def test_every_download_vector_is_refused_and_logged(hub, workspace):
             assert "Refused" in json.loads(body)["message"], body
         # each refusal is an audit event (recorded just after the answer); the proxy may have
         # normalised the path first (%2e%2e, ..), so match on the method and the event, not the text
-        (event,) = wait_for(lambda: denied_since(hub, start), timeout=5, message=f"denied {method} {path}")
+        (event,) = wait_for(lambda start=start: denied_since(hub, start), timeout=5, message=f"denied {method} {path}")
         assert event["detail"].startswith(method), event
 
     # another server's files and kernels, with alice's token (bob's server running: it refuses her)

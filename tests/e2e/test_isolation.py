@@ -3,7 +3,6 @@
 import grp
 import json
 import pwd
-import time
 
 import pytest
 

@@ -15,10 +15,10 @@ import pytest
 import zarr
 
 from datahavn import allele_index as ai
-from datahavn.kernels import Project
-from datahavn.hub_config.datasets.source import SourceError
-from datahavn.hub_config.datasets.convert import convert
 from datahavn.hub_config.datasets.chunks import array_digest
+from datahavn.hub_config.datasets.convert import convert
+from datahavn.hub_config.datasets.source import SourceError
+from datahavn.kernels import Project
 
 from ..vcf_data import EDGE_VCF, bgzip, simulated_vcf, write
 
@@ -154,11 +154,11 @@ def test_opens_in_sgkit(tmp_path, sim_text):
 
 def test_bio2zarr_store_opens_in_project(tmp_path):
     """A store bio2zarr wrote (from a tree sequence: its VCF path needs an index) works through ``project``."""
-    import bio2zarr  # noqa: F401
     import subprocess
     import sys
     from pathlib import Path
 
+    import bio2zarr  # noqa: F401
     import msprime
 
     ts = msprime.sim_ancestry(30, sequence_length=3e5, recombination_rate=1e-8, population_size=10_000, random_seed=5)

@@ -119,7 +119,7 @@ def test_uid_rule_is_stable_per_pair_and_in_range():
 
 def test_uid_clash_is_detected(monkeypatch):
     assert kube.uid_clashes("alice", "brca", ["alice", "bob", "carol"]) == []
-    monkeypatch.setattr(kube, "UID_SPAN", 1)  # every pair collides
+    monkeypatch.setattr(kube.ids, "UID_SPAN", 1)  # every pair collides
     assert kube.uid_clashes("alice", "brca", ["alice", "bob", "carol"]) == ["bob", "carol"]
 
 
@@ -458,7 +458,7 @@ def test_kubespawner_refuses_a_project_without_volumes_or_a_clashing_uid(make_sp
     with pytest.raises(WorkspaceError, match="no volumes on this cluster") as e:
         asyncio.run(make_spawner("alice", "other").start())
     assert e.value.status_code == 500
-    monkeypatch.setattr(kube, "UID_SPAN", 1)
+    monkeypatch.setattr(kube.ids, "UID_SPAN", 1)
     with pytest.raises(WorkspaceError, match="collides with bob"):
         asyncio.run(make_spawner("alice", "brca").start())
 
@@ -496,8 +496,8 @@ def test_hub_config_file_on_top_of_zero_to_jupyterhub(tmp_path, monkeypatch):
     from traitlets.config import Config
 
     from datahavn.hub_config.audit import hub as audit_hub
-    from datahavn.tokens import AUDIT_SCOPE
     from datahavn.hub_config.spawners.kube import KubeProjectSpawner
+    from datahavn.tokens import AUDIT_SCOPE
 
     data = copy.deepcopy(SETTINGS)
     data["stateDir"] = str(tmp_path)
