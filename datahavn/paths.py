@@ -63,6 +63,14 @@ class Layout:
         return self.secrets / "audit-key"
 
     @property
+    def tmp(self) -> Path:
+        """Workspaces' own /tmp folders (root 0711); never the machine's /tmp, which every account shares."""
+        return self.root / "tmp"
+
+    def workspace_tmp(self, uid: int) -> Path:
+        return self.tmp / str(uid)
+
+    @property
     def airlock(self) -> Path:
         return self.root / "airlock"
 
@@ -103,6 +111,7 @@ FIXED_MODES = (
     ("config/jupyter", 0o755),
     # 0711: accounts can reach their project, but cannot list which projects exist
     ("projects", 0o711),
+    ("tmp", 0o711),
 )
 
 #: Per-project folders: (name, mode); owner root, group the project's group.

@@ -33,7 +33,9 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.kernel_websocket_connection_class = AuditedConnection
         serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection
     serverapp.log.info("datahavn: audit of kernel messages is on")
-    from . import egress
+    from . import egress, provisioner
     from .audit_client import post_quietly
 
+    # fail closed here too: whatever kernel spec is asked for, its kernel starts in the box
+    provisioner.force(serverapp)
     egress.install(serverapp, egress.denial_recorder(serverapp, post_quietly))

@@ -28,6 +28,7 @@ from traitlets import Float, Integer, Unicode, default
 
 from datahavn.audit_schema import CODE_MSG_TYPES
 
+from . import limits
 from .audit_client import AuditRefused, channel_for, post_quietly
 from .budget import NOTIFY, PASS, OutputBudget
 from .frames import MalformedFrame, check_v1_frame
@@ -101,7 +102,7 @@ class AuditedConnection(LowLatencyConnection):
             return
         if not hasattr(self, "_inbox"):
             self._inbox: asyncio.Queue = asyncio.Queue()
-            self._pending: dict[str, tuple[float, int]] = {}
+            self._pending: dict[str, tuple[float, int, dict]] = {}
             self._worker = asyncio.ensure_future(self._drain())
         self._inbox.put_nowait(incoming_msg)
 
@@ -157,7 +158,8 @@ class AuditedConnection(LowLatencyConnection):
                 self._refuse(channel, header, str(e))
                 return
             if msg_type == "execute_request":
-                self._pending[header.get("msg_id", "")] = (time.monotonic(), seq)
+                self._pending[header.get("msg_id", "")] = (time.monotonic(), seq, header)
+                self._limits_seen = limits.counters()
         super().handle_incoming_message(raw)
 
     async def _deny(self, channel: str, header: dict, why: str) -> None:
@@ -274,7 +276,8 @@ class AuditedConnection(LowLatencyConnection):
         self._bytes = getattr(self, "_bytes", {})
         self._bytes[cell] = self._bytes.get(cell, 0) + size
         if msg_type == "execute_reply":
-            t0, seq = pending.pop(cell)
+            t0, seq, header = pending.pop(cell)
+            self._tell_limits(header)
             content = self.session.unpack(parts[4])
             event = {
                 "kind": "execute_reply", "kernel_id": self.kernel_id, "msg_id": cell,
@@ -283,6 +286,29 @@ class AuditedConnection(LowLatencyConnection):
                 "output_bytes": self._bytes.pop(cell, 0), "detail": {"execute_seq": seq},
             }  # fmt: skip
             asyncio.ensure_future(post_quietly(event))
+
+    def _tell_limits(self, header: dict | None) -> None:
+        """A notice in the cell, and a record, for each resource limit the workspace hit since the last look."""
+        before = getattr(self, "_limits_seen", None)
+        now = limits.counters()
+        self._limits_seen = now
+        if before is None:
+            return
+        told = self.__dict__.setdefault("_limits_told", set())
+        for kind, text in limits.notices(before, now):
+            if kind == "cpu" and kind in told:
+                continue  # slowed once is said once
+            told.add(kind)
+            if header is not None:
+                self._stderr(header, text)
+            asyncio.ensure_future(post_quietly({"kind": "resource_limit", "kernel_id": self.kernel_id,
+                                                "outcome": kind, "detail": text}))  # fmt: skip
+
+    def on_kernel_restarted(self):
+        # the kernel died (out of memory, most often): say why in the cell that was running
+        running = [h for _, _, h in getattr(self, "_pending", {}).values()]
+        self._tell_limits(running[-1] if running else None)
+        return super().on_kernel_restarted()
 
     def close(self):
         worker = getattr(self, "_worker", None)

@@ -3,9 +3,11 @@
 Applied to a kernel before it execs (in the launch's ``preexec_fn``), so nothing the
 kernel runs can lift it. The rules:
 
-- TCP ``bind`` only to port 0 (an ephemeral port the kernel does not choose) and to the
-  ports of the sandbox's allow-list relays: the kernel can never take a chosen port,
-  such as its server's;
+- where the kernel shares its network with its server (a Kubernetes pod), TCP ``bind`` only to
+  port 0 (an ephemeral port the kernel does not choose) and to the allow-list relays' ports: it
+  can never take a chosen port, such as its server's. In a box with a network namespace of its
+  own, every port is its own and none is its server's: no bind rule there (tornado binds IPv6
+  to the port IPv4 was given, which a port-0 rule would refuse);
 - signals only to processes of its own Landlock domain (ABI 6 scope): never its server;
 - abstract unix sockets only of its own domain (ABI 6 scope).
 
@@ -63,13 +65,16 @@ def abi() -> int:
 
 
 def restrict(bind_ports=(0,)) -> None:
-    """Restrict this process (and all it starts) for good. Safe between fork and exec (no allocation of note)."""
+    """Restrict this process (and all it starts) for good; ``bind_ports`` None: no TCP rule, scopes only.
+
+    Safe between fork and exec (nothing of note is allocated)."""
     create, add_rule, restrict_self = _SYSCALLS[platform.machine()]
-    attr = _RulesetAttr(0, ACCESS_NET_BIND_TCP, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL)
+    net = 0 if bind_ports is None else ACCESS_NET_BIND_TCP
+    attr = _RulesetAttr(0, net, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL)
     fd = _call(_libc.syscall(create, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)),
                "landlock_create_ruleset")  # fmt: skip
     try:
-        for port in bind_ports:
+        for port in bind_ports or ():
             rule = _NetPortAttr(ACCESS_NET_BIND_TCP, port)
             _call(_libc.syscall(add_rule, ctypes.c_int(fd), ctypes.c_int(RULE_NET_PORT), ctypes.byref(rule),
                                 ctypes.c_uint32(0)), "landlock_add_rule")  # fmt: skip

@@ -74,6 +74,10 @@ c.ProjectSpawner.python_env = s.user_env
 c.ProjectSpawner.audit_url = audit_url
 # a new workspace starts with the example notebook (allele frequencies, SFS, PCA, association)
 c.ProjectSpawner.workspace_seed = [str(files("datahavn.kernels") / "example.ipynb")]
+# every workspace's resources (cgroups) and its kernels' box; per project: c.ProjectSpawner.project_limits
+c.ProjectSpawner.mem_limit = s.mem_limit
+c.ProjectSpawner.cpu_limit = s.cpu_limit
+c.ProjectSpawner.pids_limit = s.pids_limit
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 30
 

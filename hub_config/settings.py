@@ -31,6 +31,33 @@ def env_int(env, name: str, default: int, low: int = 1, high: int = 65535) -> in
     return value
 
 
+def env_float(env, name: str, default: float, low: float, high: float) -> float:
+    """``$name`` as a number in ``low..high`` (``default`` when unset or empty)."""
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"${name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"${name}={value:g} is out of range ({low:g}..{high:g})")
+    return value
+
+
+def env_bytes(env, name: str, default: str) -> int:
+    """``$name`` as a size: 512M, 4G, or bytes."""
+    raw = (env.get(name, "") or default).strip()
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        value = int(float(raw[:-1]) * units[raw[-1].upper()]) if raw[-1:].upper() in units else int(raw)
+    except (ValueError, KeyError):
+        raise SettingsError(f"${name}={raw!r} is not a size (e.g. 512M or 4G)") from None
+    if value < 64 << 20:
+        raise SettingsError(f"${name}={raw!r} is below 64M: no workspace starts in that")
+    return value
+
+
 def poll_interval(env=None) -> int:
     """Seconds between the hub's polls of a running server (each re-checks its grant)."""
     return env_int(os.environ if env is None else env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60)
@@ -50,6 +77,10 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     user_password: str = field(default="", repr=False)
     admin_password: str = field(default="", repr=False)
+    #: every workspace's limits (per project: ProjectSpawner.project_limits)
+    mem_limit: int = 4 << 30
+    cpu_limit: float = 1.0
+    pids_limit: int = 512
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -70,4 +101,7 @@ class Settings:
             admin_token=token,
             user_password=env.get("DATAHAVN_DEMO_PASSWORD", ""),
             admin_password=env.get("DATAHAVN_DEMO_ADMIN_PASSWORD", ""),
+            mem_limit=env_bytes(env, "DATAHAVN_MEM_LIMIT", "4G"),
+            cpu_limit=env_float(env, "DATAHAVN_CPU_LIMIT", 1.0, 0.1, os.cpu_count() or 1),
+            pids_limit=env_int(env, "DATAHAVN_PIDS_LIMIT", 512, 32, 1 << 20),
         )

@@ -140,7 +140,8 @@ class Project:
             from distributed.security import Security
 
             security = Security.temporary()
-            kwargs.update(host="127.0.0.1", protocol="tls://", security=security)
+            # an ephemeral port for the dashboard: the box refuses any chosen one (Dask would call 8787 "in use")
+            kwargs.update(host="127.0.0.1", protocol="tls://", security=security, dashboard_address="127.0.0.1:0")
             cluster = LocalCluster(**kwargs)
             self._client = Client(cluster, security=security)
         else:

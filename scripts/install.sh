@@ -15,7 +15,8 @@ fi
 
 # 1. Debian packages
 need=()
-for pkg in python3-venv chromium; do
+# bubblewrap: every kernel's box (namespaces)
+for pkg in python3-venv chromium bubblewrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)
@@ -60,6 +61,12 @@ rm -rf "$REPO/build"
 # always the current tree's code, never an older build of the same version
 "$USER_ENV/bin/pip" install -q --no-deps --force-reinstall "$REPO" 2>&1 | grep -v "^WARNING: Location" || true
 rm -rf "$REPO/build"
+# root-owned configuration for kernels (read-only in their boxes): an IPython profile with no startup files,
+# an empty Dask config, and matplotlib's font cache, copied into each kernel's fresh matplotlib folder
+etc="$USER_ENV/etc/datahavn"
+rm -rf "$etc"
+mkdir -p "$etc/ipython/profile_default"/{startup,security,log,pid} "$etc/dask" "$etc/jupyter" "$etc/matplotlib"
+(cd / && MPLCONFIGDIR="$etc/matplotlib" "$USER_ENV/bin/python" -I -c "import matplotlib.font_manager")
 chown -R root:root "$USER_ENV"
 chmod -R u+rwX,go+rX,go-w "$USER_ENV"
 chmod 755 "$(dirname "$USER_ENV")"

@@ -108,9 +108,11 @@ async def kernel(hub):
         r = requests.post(f"{url}api/kernels", headers={"Authorization": f"token {token}"}, json={}, timeout=60)
         r.raise_for_status()
         client = await KernelClient.connect(url, r.json()["id"], token, protocol)
-        clients.append(client)
+        clients.append((client, f"{url}api/kernels/{r.json()['id']}", token))
         return client
 
     yield connect
-    for c in clients:
+    for c, kernel_url, token in clients:
         c.close()
+        # kernels are shut down with the test: a workspace's process limit is not used up by earlier tests
+        requests.delete(kernel_url, headers={"Authorization": f"token {token}"}, timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -61,6 +62,40 @@ def _settle(value, timeout: float, what: str, otherwise):
     raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
+def host_pids(account: str, command: bytes) -> list[int]:
+    """Host pids of the account's processes whose command line holds ``command`` (we are root, outside every box)."""
+    uid = pwd.getpwnam(account).pw_uid
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry.name}/status").read_text()
+            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"Uid:\t{uid}\t" in status and command in cmd:
+            found.append(int(entry.name))
+    assert found, f"no {command!r} process of {account}"
+    return found
+
+
+def proc_env(pid: int) -> dict[str, str]:
+    items = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(i.decode().split("=", 1) for i in items if b"=" in i)
+
+
+def service_port(pid: int) -> int:
+    """The port a server or service listens on (JupyterHub gives it in the process's environment)."""
+    return int(proc_env(pid)["JUPYTERHUB_SERVICE_URL"].split(":")[2].split("/")[0])
+
+
+def refused(error: str) -> bool:
+    """Did a kernel's attempt fail because it may not, or because the thing is not in its box?"""
+    return error.startswith(("PermissionError", "FileNotFoundError", "ProcessLookupError")) or (
+        "Read-only file system" in error)
+
+
 def login(hub, user: str) -> requests.Session:
     """A browser-like session logged in to ``hub`` as ``user`` (hub login with its password)."""
     s = requests.Session()
@@ -96,14 +131,17 @@ class Hub:
         self.token = secrets.token_hex(32)
         self.password = "demo-" + secrets.token_hex(6)
         self.admin_password = secrets.token_hex(20)
-        self.env = dict(
-            os.environ,
-            DATAHAVN_ADMIN_TOKEN=self.token,
-            DATAHAVN_HUB_URL=self.url,
-            DATAHAVN_DEMO_PASSWORD=self.password,
-            DATAHAVN_DEMO_ADMIN_PASSWORD=self.admin_password,
+        self.env = {
+            # small enough that the limits' tests hit them quickly, large enough for the example notebook
+            "DATAHAVN_MEM_LIMIT": "1536M",
+            "DATAHAVN_PIDS_LIMIT": "512",
+            **os.environ,
+            "DATAHAVN_ADMIN_TOKEN": self.token,
+            "DATAHAVN_HUB_URL": self.url,
+            "DATAHAVN_DEMO_PASSWORD": self.password,
+            "DATAHAVN_DEMO_ADMIN_PASSWORD": self.admin_password,
             **(extra_env or {}),
-        )
+        }
         self.log_path = ARTIFACTS / f"hub-{name}.log"
         self.log = open(self.log_path, "w")
         cmd = [

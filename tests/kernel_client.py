@@ -84,7 +84,8 @@ class KernelClient:
     def message(self, msg_type: str, content: dict, channel: str = "shell") -> dict:
         return _msg(msg_type, content, self.session, channel)
 
-    async def execute(self, code: str, timeout: float = 60) -> Result:
+    async def execute(self, code: str, timeout: float = 60, until: str | None = None) -> Result:
+        """Run ``code``; return at its reply and idle status, or as soon as its output shows ``until``."""
         msg = _msg("execute_request", {
             "code": code, "silent": False, "store_history": True,
             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True,
@@ -110,6 +111,8 @@ class KernelClient:
                         result.error = f"{content.get('ename')}: {content.get('evalue')}"
                 elif kind == "status" and content["execution_state"] == "idle":
                     idle = True
+                if until and until in result.stdout + result.stderr:
+                    break
         return result
 
     def close(self):

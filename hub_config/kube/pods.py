@@ -25,6 +25,8 @@ from .settings import KubeSettings
 PROJECT_LABEL = "datahavn/project"
 ACCOUNT_LABEL = "datahavn/account"
 SERVER_LABELS = {"component": "singleuser-server", "hub.jupyter.org/network-access-hub": "true"}
+#: the pod's /tmp and /var/tmp (an emptyDir on the node's disk)
+TMP_SIZE = "10Gi"
 
 
 def security_contexts(ident: Identity) -> tuple[dict, dict]:
@@ -75,6 +77,8 @@ def pod_project_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
 def pod_server_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
     """The server's environment (as on a single machine), and the chart's Dask gateway."""
     env = server_env(settings.layout, ident.user, ident.project, ident.account, ident.uid, settings.audit_url)
+    # the pod is the kernels' box: their provisioner adds the command, environment and Landlock rules
+    env["DATAHAVN_SANDBOX"] = "pod"
     if settings.gateway is not None:
         env.update(
             DASK_GATEWAY__ADDRESS=settings.gateway.address,
@@ -118,10 +122,14 @@ def server_spec(settings: KubeSettings, user: str, project: str, image: str) -> 
     volumes += [
         {"name": "jupyter-config", "configMap": {"name": settings.jupyter_config_map, "defaultMode": 0o444}},
         {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        # the workspace's own /tmp and /var/tmp: nothing of the node's, nothing of another pod's
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
     ]
     mounts += [
         {"name": "jupyter-config", "mountPath": str(lay.jupyter_config), "readOnly": True},
         {"name": "runtime", "mountPath": runtime_dir(ident.uid)},
+        {"name": "tmp", "mountPath": "/tmp", "subPath": "tmp"},
+        {"name": "tmp", "mountPath": "/var/tmp", "subPath": "var-tmp"},
     ]
     ws = str(lay.workspace(project, user))
     init = {
@@ -150,7 +158,9 @@ def server_spec(settings: KubeSettings, user: str, project: str, image: str) -> 
         "init_containers": [init],
         "extra_labels": server_labels(ident),
         "environment": pod_server_env(settings, ident),
-        "extra_pod_config": {"enableServiceLinks": False},
+        # the kernel shares its container with the server, never its pid namespace with another container;
+        # Landlock (extensions/landlock.py) keeps it from signalling the server inside the container
+        "extra_pod_config": {"enableServiceLinks": False, "shareProcessNamespace": False},
         "notebook_dir": ws,
         "working_dir": ws,
         "disable_user_config": True,

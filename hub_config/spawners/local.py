@@ -17,14 +17,17 @@ import socket
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, Float, Int, List, Unicode, default
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 
 from datahavn.names import account_name
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
 from ..workspace import server_env
-from . import provision
+from . import cgroups, provision
 from .base import ProjectSpawnerBase, WorkspaceError
+
+LIMIT_KEYS = {"mem_limit", "cpu_limit", "pids_limit", "network_allow"}
 
 
 class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
@@ -96,6 +99,38 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
         help="""Files copied into a workspace when it is created (e.g. an example notebook).""",
     ).tag(config=True)
 
+    kernel_sandbox = Unicode(
+        "bwrap",
+        help="""How kernels are boxed (extensions/provisioner.py): "bwrap", bubblewrap namespaces. "pod" leaves the
+        box to the platform (a Kubernetes pod) and is no box on one machine: benchmarks use it as their baseline.""",
+    ).tag(config=True)
+
+    pids_limit = Int(
+        512,
+        help="""Most processes (and threads) a workspace may run at once: its server, kernels, shells and workers.
+
+        A fork loop stops there, in that workspace only. 0: no limit.""",
+    ).tag(config=True)
+
+    network_allow = List(
+        Unicode(),
+        [],
+        help="""Addresses ("host:port") every kernel may connect to, through a relay in its server; nothing else is
+        reachable from a kernel, loopback included. Empty by default. Per project: ``project_limits``.""",
+    ).tag(config=True)
+
+    project_limits = Dict(
+        help="""Per-project overrides of ``mem_limit`` (e.g. "8G"), ``cpu_limit`` (cores, e.g. 2.5), ``pids_limit`` and
+        ``network_allow``: ``{"brca": {"mem_limit": "8G", "cpu_limit": 2}}``.""",
+    ).tag(config=True)
+
+    @validate("project_limits")
+    def _check_project_limits(self, proposal):
+        for project, limits in proposal.value.items():
+            if not isinstance(limits, dict) or set(limits) - LIMIT_KEYS:
+                raise TraitError(f"ProjectSpawner.project_limits[{project!r}]: a dict of {sorted(LIMIT_KEYS)}")
+        return proposal.value
+
     @property
     def layout(self) -> Layout:
         return Layout(Path(self.state_dir))
@@ -125,8 +160,25 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
             DATAHAVN_DASK_THREADS=str(self.dask_threads),
             DATAHAVN_DASK_PROCESSES="1" if self.dask_processes else "0",
             DATAHAVN_DASK_MEMORY=self.dask_memory_limit,
+            # the kernels' box (extensions/provisioner.py): bubblewrap, this workspace's /tmp, its limits
+            DATAHAVN_SANDBOX=self.kernel_sandbox,
+            DATAHAVN_TMP=str(self.layout.workspace_tmp(self.account.pw_uid)),
+            DATAHAVN_NET_ALLOW=",".join(self.limit("network_allow")),
+            **{f"DATAHAVN_CGROUP_{c.upper()}": str(p) for c, p in self._cgroups.items()},
+            **{f"DATAHAVN_LIMIT_{k.upper()}": str(v) for k, v in self.limits().describe().items() if v},
         )
         return env
+
+    def limit(self, name: str):
+        """This project's value of a limit (``project_limits``), else the spawner's."""
+        return (self.project_limits.get(self.project) or {}).get(name, getattr(self, name))
+
+    def limits(self) -> cgroups.Limits:
+        memory = self.limit("mem_limit")
+        if isinstance(memory, str):
+            memory = ByteSpecification().validate(self, memory)
+        return cgroups.Limits(memory_bytes=int(memory) if memory else None, cpus=self.limit("cpu_limit") or None,
+                              processes=self.limit("pids_limit") or None)  # fmt: skip
 
     def user_env(self, env):
         # LocalProcessSpawner looks up a unix user named like the hub user; get_env sets all of it.
@@ -134,8 +186,10 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         uid, gid, cwd = self.account.pw_uid, self.account.pw_gid, self.notebook_dir
+        where = self._cgroups
 
         def preexec():
+            cgroups.join(where)  # as root: the account cannot leave them
             os.setgid(gid)
             os.setgroups([gid])  # the project's group, and nothing else
             os.setuid(uid)
@@ -155,6 +209,11 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
             self.log.error("Cannot provision %s: %s", self._log_name, e)
             raise WorkspaceError(500, f"Cannot prepare the workspace: {e}") from None
         provision.ensure_runtime_dir(self.account)
+        provision.ensure_workspace_tmp(self.layout, self.account)
+        try:
+            self._cgroups = cgroups.create(self.account.pw_name, self.limits())
+        except (cgroups.CgroupError, OSError) as e:
+            raise WorkspaceError(500, f"Cannot set the workspace's resource limits: {e}") from None
         self.notebook_dir = str(ws)
 
     async def launch(self):
@@ -203,22 +262,31 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
         await self.terminate()
 
     async def terminate(self) -> None:
-        """Kill the server and everything else its account still runs (kernels, workers)."""
+        """Kill the server and everything else of the workspace (kernels, workers, what they forked)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-        uid = getattr(getattr(self, "account", None), "pw_uid", None)
-        if uid is None and self.name:
-            uid = _uid_of(self.user.name, self.name)
-        if uid:
-            provision.kill_account(uid)
+        entry = getattr(self, "account", None) or _account_of(self.user.name, self.name)
+        loop = asyncio.get_running_loop()
+        if entry is not None:
+            await loop.run_in_executor(None, self._kill_workspace, entry)
         if self.proc is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+            await loop.run_in_executor(None, self.proc.wait)
         self.clear_state()
 
+    def _kill_workspace(self, entry: pwd.struct_passwd) -> None:
+        where = cgroups.paths(entry.pw_name, Path("/proc/self/cgroup").read_text())
+        try:
+            cgroups.kill_all(where)  # frozen, then killed: a fork loop cannot outrun it
+        except (cgroups.CgroupError, OSError) as e:
+            self.log.error("Stopping %s: %s", self._log_name, e)
+        provision.kill_account(entry.pw_uid)  # anything that was never in the cgroups
+        cgroups.remove(where)
+        provision.clear_workspace_tmp(self.layout, entry)
 
-def _uid_of(user: str, project: str):
+
+def _account_of(user: str, project: str) -> pwd.struct_passwd | None:
     try:
-        return pwd.getpwnam(account_name(user, project)).pw_uid
+        return pwd.getpwnam(account_name(user, project))
     except (KeyError, ValueError):
         return None
 

@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -117,11 +118,32 @@ def ensure_account(layout: Layout, user: str, project: str) -> pwd.struct_passwd
 
 
 def ensure_runtime_dir(entry: pwd.struct_passwd) -> Path:
-    """The account's private runtime folder (kernel connection files, ipc sockets)."""
+    """The account's private runtime folder (kernel connection files, ipc sockets), empty at every start.
+
+    A uid freed by a deleted account is given to the next one: what an earlier server left here
+    (connection files with their keys) must not be the new account's to read.
+    """
     _ensure_dir(Path(RUNTIME_BASE), 0o711)
     path = Path(runtime_dir(entry.pw_uid))
+    shutil.rmtree(path, ignore_errors=True)
     _ensure_dir(path, 0o700, entry.pw_uid, entry.pw_gid)
     return path
+
+
+def ensure_workspace_tmp(layout: Layout, entry: pwd.struct_passwd) -> Path:
+    """The workspace's own /tmp and /var/tmp (bound into its kernels' boxes), private to its account."""
+    _ensure_dir(layout.tmp, 0o711)
+    path = layout.workspace_tmp(entry.pw_uid)
+    _ensure_dir(path, 0o700, entry.pw_uid, entry.pw_gid)
+    for sub in ("tmp", "var-tmp"):
+        _ensure_dir(path / sub, 0o700, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def clear_workspace_tmp(layout: Layout, entry: pwd.struct_passwd) -> None:
+    """A stopped workspace keeps nothing in its /tmp, nor in its runtime folder."""
+    shutil.rmtree(layout.workspace_tmp(entry.pw_uid), ignore_errors=True)
+    shutil.rmtree(runtime_dir(entry.pw_uid), ignore_errors=True)
 
 
 def account_pids(uid: int) -> list[int]:

@@ -180,11 +180,14 @@ def test_server_spec(settings):
         + [
             {"name": "jupyter-config", "configMap": {"name": "datahavn-jupyter-config", "defaultMode": 0o444}},
             {"name": "runtime", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}},
         ],
         "volume_mounts": BRCA_MOUNTS
         + [
             {"name": "jupyter-config", "mountPath": "/srv/datahavn/config/jupyter", "readOnly": True},
             {"name": "runtime", "mountPath": f"/run/datahavn/{ALICE_BRCA_UID}"},
+            {"name": "tmp", "mountPath": "/tmp", "subPath": "tmp"},
+            {"name": "tmp", "mountPath": "/var/tmp", "subPath": "var-tmp"},
         ],
         "extra_labels": {
             "component": "singleuser-server",
@@ -200,12 +203,13 @@ def test_server_spec(settings):
             "JUPYTERLAB_WORKSPACES_DIR": f"{WS}/.jupyter/lab/workspaces",
             "JUPYTER_RUNTIME_DIR": f"/run/datahavn/{ALICE_BRCA_UID}",
             "DATAHAVN_AUDIT_URL": "http://datahavn-audit.dh:8002/services/datahavn-audit/",
+            "DATAHAVN_SANDBOX": "pod",
             "DASK_GATEWAY__ADDRESS": "http://traefik-dh-dask-gateway.dh:80/services/dask-gateway",
             "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-dh-dask-gateway.dh:80",
             "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
             "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
         },
-        "extra_pod_config": {"enableServiceLinks": False},
+        "extra_pod_config": {"enableServiceLinks": False, "shareProcessNamespace": False},
         "notebook_dir": WS,
         "working_dir": WS,
         "disable_user_config": True,
