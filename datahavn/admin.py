@@ -85,30 +85,25 @@ def grant(
     until: dt.datetime | None = None,
     reason: str = "",
 ) -> g.Grant:
-    """Grant (or renew) ``user`` access to ``project``; the record names the acting admin."""
+    """Grant (or renew) ``user`` access to ``project``; the record names the acting admin.
+
+    One request: the hub changes the membership and the record together, and records it.
+    """
     _user(hub, user)
-    group = get_project(hub, project)
-    props = g.with_grant(group["properties"], user, until, reason, by=hub.whoami())
-    # Record first, then membership: a failure in between leaves no access, only a record.
-    hub.set_properties(project, props)
-    hub.add_member(project, user)
-    return g.grant_status(project, props, set(group["users"]) | {user}, user)
+    get_project(hub, project)
+    return g.Grant(**hub.put_grant(project, user, g.isoformat(until) if until else None, reason))
 
 
 def revoke(hub: HubClient, user: str, project: str) -> g.Grant:
     """Revoke a grant and stop the user's running workspace for that project."""
     _user(hub, user)
-    group = get_project(hub, project)
-    before = g.grant_status(project, group["properties"], group["users"], user)
-    if before.status == g.NONE or (before.status == g.REVOKED and user not in group["users"]):
-        raise AdminError(f"user {user!r} holds no grant for project {project!r}")
-    props = g.with_revocation(group["properties"], user, by=hub.whoami())
-    # Membership first: access ends even if recording the revocation fails.
-    hub.remove_member(project, user)
-    hub.set_properties(project, props)
-    hub.stop_server(user, project)
-    members = set(group["users"]) - {user}
-    return g.grant_status(project, props, members, user)
+    get_project(hub, project)
+    try:
+        return g.Grant(**hub.delete_grant(project, user))
+    except HubError as e:
+        if "HTTP 404" in str(e) and "holds no grant" in str(e):
+            raise AdminError(f"user {user!r} holds no grant for project {project!r}") from None
+        raise
 
 
 def list_grants(hub: HubClient, project: str | None = None, user: str | None = None) -> list[g.Grant]:

@@ -33,6 +33,7 @@ SCHEMA_VERSION = 1
 KINDS = frozenset({
     "execute", "execute_reply", "login", "login_failed", "logout", "spawn", "spawn_refused", "stop",
     "grant", "revoke", "project_create", "user_add", "denied", "egress_alert", "dataset_import", "resource_limit",
+    "content_read", "hub_api",
 })  # fmt: skip
 
 #: Kernel messages that can make the kernel run code: each is recorded as an
@@ -42,7 +43,7 @@ CODE_MSG_TYPES = frozenset({
 })  # fmt: skip
 
 #: What a server may post: its own events about its own kernels. The rest is the hub's.
-SERVER_KINDS = frozenset({"execute", "execute_reply", "denied", "egress_alert", "resource_limit"})
+SERVER_KINDS = frozenset({"execute", "execute_reply", "denied", "egress_alert", "resource_limit", "content_read"})
 
 #: Fields a server may set; identity fields are the service's.
 SERVER_FIELDS = frozenset({

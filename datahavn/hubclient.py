@@ -102,5 +102,14 @@ class HubClient:
     def remove_member(self, group: str, user: str) -> None:
         self.request("DELETE", f"/groups/{group}/users", json={"users": [user]})
 
+    def put_grant(self, project: str, user: str, until: str | None, reason: str) -> dict:
+        """Grant in one step of the hub (membership and record together: no lost update)."""
+        body = {"reason": reason, **({"until": until} if until else {})}
+        return self.request("PUT", f"/datahavn/projects/{project}/grants/{user}", json=body).json()
+
+    def delete_grant(self, project: str, user: str) -> dict:
+        """Revoke in one step of the hub, and stop the user's workspace of that project."""
+        return self.request("DELETE", f"/datahavn/projects/{project}/grants/{user}").json()
+
     def stop_server(self, user: str, server: str) -> None:
         self.request("DELETE", f"/users/{user}/servers/{server}", ok=(202, 204, 400, 404))

@@ -71,6 +71,14 @@ class AuditChannel:
         ws.close()
 
     async def record(self, event: dict, timeout: float) -> dict:
+        """Append ``event``; returns ``{"seq": ..., "hash": ...}`` once it is stored."""
+        return await self.call({"event": event}, timeout)
+
+    async def report_egress(self, nbytes: int, timeout: float = 5) -> dict:
+        """Count ``nbytes`` sent to the browser; returns the workspace's totals and limits."""
+        return await self.call({"egress": int(nbytes)}, timeout)
+
+    async def call(self, frame: dict, timeout: float) -> dict:
         if self.ws is None:
             async with self.lock:
                 if self.ws is None:
@@ -80,7 +88,7 @@ class AuditChannel:
         ident, fut = self.next_id, asyncio.get_running_loop().create_future()
         self.waiters[ident] = fut
         try:
-            await ws.write_message(json.dumps({"id": ident, "event": event}))
+            await ws.write_message(json.dumps({"id": ident, **frame}))
             reply = await asyncio.wait_for(fut, timeout)
         except AuditRefused:
             raise
@@ -106,6 +114,14 @@ async def post_quietly(event: dict, timeout: float = 30) -> None:
         await channel_for(url).record(event, timeout)
     except AuditRefused as e:
         logging.getLogger("datahavn").error("datahavn: %s event not recorded: %s", event.get("kind"), e)
+
+
+async def report_egress(nbytes: int) -> dict:
+    """The meter's report (:mod:`.meter`), through the process's channel."""
+    url = os.environ.get("DATAHAVN_AUDIT_URL", "")
+    if not url:
+        raise AuditRefused("no audit service is configured")
+    return await channel_for(url).report_egress(nbytes)
 
 
 def channel_for(url: str) -> AuditChannel:

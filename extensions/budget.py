@@ -1,10 +1,12 @@
-"""Output budgets: how many bytes a kernel may send to the browser, per cell and per session.
+"""Output budgets of a kernel: per cell, and the workspace's one budget (:mod:`.meter`) for everything.
 
-Every iopub message counts (streams, rich displays, results, errors, comm messages),
-not only ``stream`` as jupyter-server's ``iopub_data_rate_limit`` does, and nothing
-resets at idle. Past a budget the output is held back, the user sees one notice
-per cell, and the connection records an ``egress_alert``. Outputs saved into
-notebooks are capped as well (:func:`strip_large_outputs`).
+Every iopub message counts toward a cell (streams, rich displays, results, errors, comm
+messages), not only ``stream`` as jupyter-server's ``iopub_data_rate_limit`` does, and
+nothing resets at idle. Once the workspace's budget is used up, every message that carries
+data stops, on every channel (inspect, complete and history replies, input requests too);
+only what keeps the notebook's state right passes. Past a limit the user sees one notice per
+cell, and the connection records an ``egress_alert``. Outputs saved into notebooks are capped
+as well (:func:`strip_large_outputs`).
 """
 
 from __future__ import annotations
@@ -14,47 +16,58 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 PASS, NOTIFY, DROP = "pass", "notify", "drop"
-#: iopub messages that carry no data and keep the notebook's state right
-FREE = frozenset({"status", "execute_input", "clear_output"})
-#: cells remembered per session (oldest forgotten first)
+#: messages that carry no data and keep the notebook's state right: they always pass
+FREE = frozenset({
+    "status", "execute_input", "clear_output", "execute_reply", "kernel_info_reply", "is_complete_reply",
+    "comm_info_reply", "interrupt_reply", "shutdown_reply",
+})  # fmt: skip
+#: cells remembered (oldest forgotten first)
 REMEMBERED_CELLS = 2000
 
 
 @dataclass
 class OutputBudget:
     cell_limit: int
-    session_limit: int
-    session_bytes: int = 0
     cells: OrderedDict = field(default_factory=OrderedDict)
-    cut: dict = field(default_factory=dict)  # cell -> "cell" or "session": which budget ran out
+    cut: dict = field(default_factory=dict)  # cell -> "cell", or the workspace budget that ran out
 
-    def admit(self, channel: str | None, msg_type: str, cell: str | None, size: int) -> str:
-        """PASS to forward; NOTIFY the first time a cell is cut (tell the user, record it); DROP after."""
-        if channel != "iopub" or msg_type in FREE:
+    def admit(self, channel: str | None, msg_type: str, cell: str | None, size: int,
+              workspace: str | None = None) -> str:  # fmt: skip
+        """PASS to forward; NOTIFY the first time a cell is cut (tell the user, record it); DROP after.
+
+        ``workspace``: the workspace budget that is used up ("hour", "day" ...), or None.
+        """
+        if msg_type in FREE:
             return PASS
         if cell in self.cut:
             return DROP
+        if workspace is not None:
+            return self._cut(cell, workspace)
+        if channel != "iopub":
+            return PASS
         used = self.cells.get(cell, 0) + size
-        if used > self.cell_limit or self.session_bytes + size > self.session_limit:
-            self.cut[cell] = "cell" if used > self.cell_limit else "session"
-            if len(self.cut) > REMEMBERED_CELLS:
-                self.cut.pop(next(iter(self.cut)))
-            return NOTIFY
+        if used > self.cell_limit:
+            return self._cut(cell, "cell")
         self.cells[cell] = used
         self.cells.move_to_end(cell)
         if len(self.cells) > REMEMBERED_CELLS:
             self.cells.popitem(last=False)
-        self.session_bytes += size
         return PASS
 
-    def notice(self, cell: str | None) -> str:
-        which = self.cut.get(cell, "cell")
-        limit = self.cell_limit if which == "cell" else self.session_limit
-        scope = "this cell" if which == "cell" else "this notebook session"
+    def _cut(self, cell: str | None, why: str) -> str:
+        self.cut[cell] = why
+        if len(self.cut) > REMEMBERED_CELLS:
+            self.cut.pop(next(iter(self.cut)))
+        return NOTIFY
+
+    def notice(self, cell: str | None, workspace_reason: str = "") -> str:
+        if self.cut.get(cell, "cell") == "cell":
+            why = f"this cell passed its {self.cell_limit / 1e6:g} MB output limit"
+        else:
+            why = workspace_reason
         return (
-            f"[Datahavn] Output stopped: {scope} passed its {limit / 1e6:g} MB output limit, so the rest of this "
-            "cell's output is not shown. Data stays in the workspace: summarise it, or ask a data steward "
-            "about an export. This event has been recorded."
+            f"[Datahavn] Output stopped: {why}, so the rest of this cell's output is not shown. Data stays in "
+            "the workspace: summarise it, or request an export. This event has been recorded."
         )
 
 

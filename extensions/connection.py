@@ -32,6 +32,7 @@ from . import limits
 from .audit_client import AuditRefused, channel_for, post_quietly
 from .budget import NOTIFY, PASS, OutputBudget
 from .frames import MalformedFrame, check_v1_frame
+from .meter import meter
 
 V1 = "v1.kernel.websocket.jupyter.org"
 UNAVAILABLE = "AuditUnavailable"
@@ -74,11 +75,6 @@ class AuditedConnection(LowLatencyConnection):
     cell_output_limit = Integer(
         5_000_000,
         help="""Bytes of output (all iopub messages) one cell may send to the browser.""",
-    ).tag(config=True)
-
-    session_output_limit = Integer(
-        50_000_000,
-        help="""Bytes of output a kernel may send to the browser over its life.""",
     ).tag(config=True)
 
     max_frame_bytes = Integer(
@@ -251,21 +247,36 @@ class AuditedConnection(LowLatencyConnection):
         msg_type, cell = header.get("msg_type", ""), parent.get("msg_id")
         size = sum(len(p) for p in parts[1:])
         self._account(msg_type, cell, size, parts)
-        verdict = self.budget.admit(channel, msg_type, cell, size)
+        exhausted = meter.exhausted()
+        verdict = self.budget.admit(channel, msg_type, cell, size, exhausted)
         if verdict == PASS:
+            self._near_budget(parent, msg_type)
             super().handle_outgoing_message(stream, outgoing_msg)
         elif verdict == NOTIFY:
-            self._stderr(parent, self.budget.notice(cell))
+            why = self.budget.cut.get(cell)
+            self._stderr(parent, self.budget.notice(cell, meter.refusal(why) if why != "cell" else ""))
+            detail = {"budget": why, "message_bytes": size, "cell_limit": self.budget.cell_limit}
+            if why != "cell":
+                detail.update(used={w: meter.used(w) for w in ("hour", "day")}, limits=meter.limits)
             event = {"kind": "egress_alert", "kernel_id": self.kernel_id, "msg_id": cell, "msg_type": msg_type,
-                     "outcome": "output cut", "detail": {"budget": self.budget.cut.get(cell), "message_bytes": size,
-                     "cell_limit": self.budget.cell_limit, "session_limit": self.budget.session_limit}}  # fmt: skip
+                     "outcome": "output cut", "detail": detail}  # fmt: skip
             asyncio.ensure_future(post_quietly(event))
+
+    def _near_budget(self, parent: dict, msg_type: str) -> None:
+        """Past 80 % of the workspace's budget: one notice per window, in the cell that crossed it."""
+        window = meter.nearly()
+        if window is None or window in meter.notified or msg_type != "execute_reply":
+            if window is None:
+                meter.notified.clear()
+            return
+        meter.notified.add(window)
+        self._stderr(parent, meter.notice(window))
 
     @property
     def budget(self) -> OutputBudget:
-        """The kernel's budget, shared by every connection to it (reconnecting does not reset it)."""
+        """The kernel's per-cell budget, shared by every connection to it (reconnecting does not reset it)."""
         if self.kernel_id not in _budgets:
-            _budgets[self.kernel_id] = OutputBudget(self.cell_output_limit, self.session_output_limit)
+            _budgets[self.kernel_id] = OutputBudget(self.cell_output_limit)
         return _budgets[self.kernel_id]
 
     def _account(self, msg_type: str, cell: str | None, size: int, parts) -> None:

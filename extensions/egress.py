@@ -1,10 +1,13 @@
 """The egress guard: every request to the single-user server passes the route policy first.
 
-The hook is the application's ``find_handler``: every request goes through it before
-any handler is chosen, so a route nobody thought of is refused too (deny by
-default), and core handlers cannot win over it as they would over a handler
-registered for the same URL. A refusal is a 403 with a JSON message, and an
-audit ``denied`` event.
+The hook is the application's ``find_handler``: every request goes through it before any
+handler runs. It asks the application's own router which handler would run and with which
+path arguments, then decides on that (:mod:`.route_policy`), so a route nobody thought of is
+refused too (deny by default) and the policy cannot disagree with tornado. Content reads are
+checked against the file (a directory, or a notebook that parses) and against the workspace's
+egress budget (:mod:`.meter`): past it, no content is sent. A refusal is a 403 with a JSON
+message and a ``denied`` audit event; every notebook sent is a ``content_read`` event with its
+size.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 
 import nbformat
 from tornado import web
 from traitlets import Integer, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from .route_policy import UPLOAD_SUFFIXES, Decision, Limits, decide
+from .meter import meter
+from .route_policy import CONTENTS, UPLOAD_SUFFIXES, Decision, Limits, Route, decide, screen
 
 
 class EgressGuard(Configurable):
@@ -35,6 +38,11 @@ class EgressGuard(Configurable):
         help="""Largest request body (bytes) for saving or uploading a file other than a notebook.""",
     ).tag(config=True)
 
+    lab_storage_limit = Integer(
+        300_000,
+        help="""Largest JupyterLab workspace or settings file (bytes), read or written.""",
+    ).tag(config=True)
+
     upload_suffixes = List(
         Unicode(),
         list(UPLOAD_SUFFIXES),
@@ -44,23 +52,23 @@ class EgressGuard(Configurable):
     extra_routes = List(
         Unicode(),
         [],
-        help="""Routes to allow besides what JupyterLab needs, as "METHODS regex" (e.g. "GET api/myext/.*"),
-        the regex matching the whole path below the server's base URL. Refused routes stay refused.""",
+        help="""Handlers to allow besides what JupyterLab needs, as "METHODS module.Class" (e.g.
+        "GET myext.handlers.StatusHandler"): the class tornado resolves the request to. Refused paths stay refused.""",
     ).tag(config=True)
 
     @validate("extra_routes")
     def _check_extra_routes(self, proposal):
         for route in proposal.value:
-            methods, _, pattern = route.partition(" ")
-            if not methods or not pattern:
-                raise TraitError(f"EgressGuard.extra_routes: {route!r} is not 'METHODS regex'")
-            re.compile(pattern)
+            methods, _, handler = route.rpartition(" ")
+            if not methods or "." not in handler:
+                raise TraitError(f"EgressGuard.extra_routes: {route!r} is not 'METHODS module.Class'")
         return proposal.value
 
     @property
     def limits(self) -> Limits:
         extra = tuple(tuple(r.rsplit(" ", 1)) for r in self.extra_routes)
-        return Limits(self.upload_size_limit, self.notebook_size_limit, tuple(self.upload_suffixes), extra)
+        return Limits(self.upload_size_limit, self.notebook_size_limit, tuple(self.upload_suffixes),
+                      self.lab_storage_limit, extra)  # fmt: skip
 
 
 class DeniedHandler(web.RequestHandler):
@@ -78,9 +86,9 @@ class DeniedHandler(web.RequestHandler):
 
 
 def content_problem(os_path: str, limit: int) -> str | None:
-    """None if the path is a directory or a valid notebook under the limit, else why not."""
+    """None if the path is a directory or a valid notebook under the limit and the budget, else why not."""
     if os.path.isdir(os_path):
-        return None
+        return meter.refusal(meter.exhausted()) if meter.exhausted() else None
     if not os.path.isfile(os_path):
         return None  # the contents API answers 404 itself
     if not os_path.endswith(".ipynb"):
@@ -88,11 +96,41 @@ def content_problem(os_path: str, limit: int) -> str | None:
     size = os.path.getsize(os_path)
     if size > limit:
         return f"this notebook is {size} bytes, above the {limit}-byte limit"
+    if meter.exhausted():
+        return meter.refusal(meter.exhausted())
+    left = meter.left()
+    if left is not None and size > left:
+        return (f"this notebook is {size / 1e6:.1f} MB; this workspace may send {max(left, 0) / 1e6:.1f} MB more to "
+                "the browser for now")  # fmt: skip
     try:
         nbformat.read(os_path, as_version=4)
     except Exception:
         return "this file is named .ipynb but is not a notebook"
     return None
+
+
+def storage_problem(folder: str | None, limit: int) -> str | None:
+    """JupyterLab's workspaces or settings: every file small, and nothing sent past the budget."""
+    if meter.exhausted():
+        return meter.refusal(meter.exhausted())
+    if not folder or not os.path.isdir(folder):
+        return None
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if os.path.getsize(path) > limit:
+                return f"a JupyterLab file of {os.path.getsize(path)} bytes ({name}) is above the {limit}-byte limit"
+    return None
+
+
+def route_of(find_handler, request, url: str = "") -> tuple[Route, object]:
+    """(what the application's router would run for ``request``, the delegate that runs it)."""
+    delegate = find_handler(request)
+    cls = delegate.handler_class
+    # tornado gives path arguments as (unquoted) bytes; the handler decodes them as UTF-8 too
+    kwargs = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+              for k, v in (delegate.path_kwargs or {}).items()}  # fmt: skip
+    return Route(f"{cls.__module__}.{cls.__qualname__}", kwargs, url), delegate
 
 
 def install(serverapp, record_denial) -> None:
@@ -101,44 +139,80 @@ def install(serverapp, record_denial) -> None:
     app = serverapp.web_app
     base = serverapp.base_url
     find_handler = app.find_handler
+    storage = {"workspaces": os.environ.get("JUPYTERLAB_WORKSPACES_DIR"),
+               "settings": os.environ.get("JUPYTERLAB_SETTINGS_DIR")}  # fmt: skip
+
+    def refused(request, reason):
+        return app.get_handler_delegate(request, DeniedHandler, {"reason": reason, "record": record_denial})
 
     def guarded_find_handler(request, **kwargs):
+        try:
+            return decide_request(request)
+        except Exception as e:  # fail closed: a request the guard cannot judge is refused
+            serverapp.log.exception("datahavn: cannot judge %s %s", request.method, request.uri)
+            return refused(request, f"this request could not be checked ({type(e).__name__})")
+
+    def decide_request(request):
         path = request.path
         if path == base.rstrip("/"):
             path = base  # tornado redirects it to the slashed form
         if not path.startswith(base):
-            return app.get_handler_delegate(request, DeniedHandler, {"reason": "outside this workspace",
-                                                                     "record": record_denial})  # fmt: skip
-        rel = path[len(base) :]
+            return refused(request, "outside this workspace")
         query = {k: [v.decode(errors="replace") for v in vs] for k, vs in request.query_arguments.items()}
-        length = int(request.headers.get("Content-Length", 0) or 0)
-        decision: Decision = decide(request.method, rel, query, length, guard.limits)
+        length = request.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None  # None: a body of unsaid length
+        decision = screen(request.method, path[len(base) :], query, length, guard.limits)
+        if decision is not None:
+            return refused(request, decision.reason)
+        route, delegate = route_of(find_handler, request, path[len(base) :])
+        decision: Decision = decide(request.method, route, query, length, guard.limits)
         reason = decision.reason
+        if not decision.allow:
+            serverapp.log.info("datahavn: %s %s resolves to %s", request.method, request.path, route.handler)
         if decision.allow and decision.check_content is not None:
             try:
                 os_path = serverapp.contents_manager._get_os_path(decision.check_content)
                 reason = content_problem(os_path, guard.notebook_size_limit) or ""
             except web.HTTPError:
                 reason = ""  # the contents API refuses paths outside its root itself
-            decision = Decision(not reason, reason)
-        if not decision.allow:
-            return app.get_handler_delegate(request, DeniedHandler, {"reason": reason, "record": record_denial})
-        return find_handler(request, **kwargs)
+        elif decision.allow and decision.check_storage is not None:
+            reason = storage_problem(storage[decision.check_storage], guard.lab_storage_limit) or ""
+        if reason:
+            if meter.exhausted() or "may send" in reason:
+                # the workspace's budget stopped a content read: an egress alert, beside the denial
+                event = {"kind": "egress_alert", "path": decision.check_content, "outcome": "content refused",
+                         "detail": {"reason": reason, "used": {w: meter.used(w) for w in ("hour", "day")},
+                                    "limits": meter.limits}}  # fmt: skip
+                asyncio.ensure_future(record_denial.post(event))
+            return refused(request, reason)
+        return delegate
 
     app.find_handler = guarded_find_handler
 
-    # Refusals by the handlers themselves (another user's token, hidden files) are recorded too.
-    # Hooked on the application's log_request, not settings["log_function"]: JupyterHub's
-    # singleuser extension replaces that setting after extensions load.
+    # Refusals by the handlers themselves (another user's token, hidden files) are recorded too, and so is
+    # every notebook sent. Hooked on the application's log_request, not settings["log_function"]:
+    # JupyterHub's singleuser extension replaces that setting after extensions load.
     log_request = app.log_request
 
     def log_and_record(handler):
         log_request(handler)
         if handler.get_status() in (401, 403) and not isinstance(handler, DeniedHandler):
             record_denial(handler.request, f"HTTP {handler.get_status()} from {type(handler).__name__}")
+        elif _is_notebook_read(handler):
+            path = (handler.path_kwargs or {}).get("path", "").strip("/")
+            event = {"kind": "content_read", "path": path, "outcome": "ok",
+                     "detail": {"bytes": getattr(handler, "_datahavn_sent", 0)}}  # fmt: skip
+            asyncio.ensure_future(record_denial.post(event))
 
     app.log_request = log_and_record
     serverapp.log.info("datahavn: egress guard on (deny by default)")
+
+
+def _is_notebook_read(handler) -> bool:
+    cls = type(handler)
+    return (f"{cls.__module__}.{cls.__qualname__}" == CONTENTS and handler.request.method == "GET"
+            and handler.get_status() == 200 and handler.get_query_argument("content", "1") != "0"
+            and (handler.path_kwargs or {}).get("path", "").endswith(".ipynb"))  # fmt: skip
 
 
 def denial_recorder(serverapp, post):
@@ -149,4 +223,5 @@ def denial_recorder(serverapp, post):
         event = {"kind": "denied", "outcome": "HTTP 403", "detail": f"{request.method} {request.uri[:500]}: {reason}"}
         asyncio.ensure_future(post(event))
 
+    record.post = post
     return record

@@ -1,44 +1,80 @@
-"""Which requests a single-user server answers: a deny-by-default allow-list (pure, no I/O).
+"""Which requests a single-user server answers: a deny-by-default allow-list of handlers (pure, no I/O).
 
-Paths are relative to the server's base URL (``/user/alice/brca/``). Anything not
-listed here is refused. Content reads are allowed only for directories and
-validated notebooks; :func:`decide` says when the file must be checked, and the
-caller (``egress.py``) checks it.
+Decisions are made on what tornado will actually run: the handler class the application's
+own ``find_handler`` resolved and the path arguments it extracted (:class:`Route`), never on a
+parallel set of URL patterns, which would disagree with tornado's (a path ``x/checkpoints/y``
+reaches the contents handler, not the checkpoints one). Before that, what no handler should
+see: odd methods, encoded or non-canonical paths, and any query key given twice (handlers read
+the last value, a policy might read the first).
+
+Content reads are allowed only for directories and validated notebooks; :func:`decide` says
+when the file must be checked, and the caller (``egress.py``) checks it against the files and
+the workspace's egress budget. JupyterLab's own storage (workspaces, settings) is size-limited
+both ways.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 #: Extensions a researcher may upload or save (code and notes, not data).
 UPLOAD_SUFFIXES = (".ipynb", ".py", ".r", ".md", ".txt", ".sh", ".json", ".yaml", ".yml", ".toml", ".sql")
 
-# (methods, path pattern) of what JupyterLab needs; contents are handled apart.
-ALLOWED = [
-    ({"GET"}, r""),  # the server's root: a redirect to /lab
-    ({"GET"}, r"lab(/(?!api/extensions).*)?"),  # the app, its settings, workspaces, translations
-    ({"PUT", "PATCH", "DELETE"}, r"lab/api/(settings|workspaces)(/.*)?"),
-    ({"GET"}, r"static/.*"),
-    ({"GET"}, r"custom/custom\.css"),
-    ({"GET"}, r"kernelspecs/[^/]+/[^/]+"),  # kernel logos
-    ({"GET"}, r"api(/(status|me|spec\.yaml))?"),
-    ({"GET"}, r"api/kernelspecs(/[^/]+)?"),
-    ({"GET", "POST"}, r"api/kernels"),
-    ({"GET", "DELETE"}, r"api/kernels/[0-9a-f-]{36}"),
-    ({"POST"}, r"api/kernels/[0-9a-f-]{36}/(interrupt|restart)"),
-    ({"GET"}, r"api/kernels/[0-9a-f-]{36}/channels"),  # the (audited) kernel websocket
-    ({"GET", "POST"}, r"api/sessions"),
-    ({"GET", "PATCH", "DELETE"}, r"api/sessions/[0-9a-f-]{36}"),
-    ({"GET", "PATCH"}, r"api/config/[\w-]+"),
-    ({"GET"}, r"api/events/subscribe"),
-    ({"GET"}, r"lsp/status"),
-    ({"GET"}, r"api/lsp/status"),
-    ({"GET"}, r"(oauth_callback|logout)"),
-]
-_ALLOWED = [(methods, re.compile(pattern)) for methods, pattern in ALLOWED]
-CONTENTS = re.compile(r"api/contents(?P<path>/.*)?")
+_JS = "jupyter_server"
+_LAB = "jupyterlab_server"
+CONTENTS = f"{_JS}.services.contents.handlers.ContentsHandler"
+LAB_STORAGE = {f"{_LAB}.workspaces_handler.WorkspacesHandler": "workspaces",
+               f"{_LAB}.settings_handler.SettingsHandler": "settings"}  # fmt: skip
+
+#: handler class -> the methods it may serve. What JupyterLab needs, and nothing else.
+HANDLERS = {
+    # the root and redirects to the lab
+    f"{_JS}.base.handlers.TrailingSlashHandler": "GET",
+    f"{_JS}.base.handlers.RedirectWithParams": "GET",
+    "tornado.web.RedirectHandler": "GET",
+    f"{_JS}.base.handlers.APIVersionHandler": "GET",
+    # the lab: its page, code (root-owned static files), translations, themes, listings
+    f"{_LAB}.handlers.LabHandler": "GET",
+    f"{_JS}.base.handlers.FileFindHandler": "GET",
+    "tornado.web.StaticFileHandler": "GET",
+    f"{_LAB}.translations_handler.TranslationsHandler": "GET",
+    f"{_LAB}.themes_handler.ThemesHandler": "GET",
+    f"{_LAB}.listings_handler.ListingsHandler": "GET",
+    "jupyterlab.handlers.build_handler.BuildHandler": "GET",  # "is a build needed?": never started from here
+    **{name: "GET PUT DELETE" for name in LAB_STORAGE},
+    # kernels, sessions, kernel specs
+    f"{_JS}.services.kernels.handlers.MainKernelHandler": "GET POST",
+    f"{_JS}.services.kernels.handlers.KernelHandler": "GET DELETE",
+    f"{_JS}.services.kernels.handlers.KernelActionHandler": "POST",
+    f"{_JS}.services.kernels.websocket.KernelWebsocketHandler": "GET",  # the audited websocket
+    f"{_JS}.services.sessions.handlers.SessionRootHandler": "GET POST",
+    f"{_JS}.services.sessions.handlers.SessionHandler": "GET PATCH DELETE",
+    f"{_JS}.services.kernelspecs.handlers.MainKernelSpecHandler": "GET",
+    f"{_JS}.services.kernelspecs.handlers.KernelSpecHandler": "GET",
+    f"{_JS}.kernelspecs.handlers.KernelSpecResourceHandler": "GET",  # kernel logos
+    # contents (content reads checked by the caller), checkpoints (copies kept inside the workspace)
+    CONTENTS: "GET PUT POST PATCH DELETE",
+    f"{_JS}.services.contents.handlers.CheckpointsHandler": "GET POST",
+    f"{_JS}.services.contents.handlers.ModifyCheckpointsHandler": "POST DELETE",
+    # the server's own state
+    f"{_JS}.services.config.handlers.ConfigHandler": "GET PATCH",
+    f"{_JS}.services.api.handlers.APIStatusHandler": "GET",
+    f"{_JS}.services.api.handlers.APISpecHandler": "GET",
+    f"{_JS}.services.api.handlers.IdentityHandler": "GET",
+    # where a traceback's file is: answered inside the workspace only (provisioner.resolve_path)
+    f"{_JS}.services.api.handlers.PathResolverHandler": "GET",
+    f"{_JS}.services.events.handlers.SubscribeWebsocket": "GET",
+    "jupyter_lsp.handlers.LanguageServersHandler": "GET",
+    # JupyterHub's sign-in and sign-out of this server
+    "jupyterhub.singleuser.extension.JupyterHubOAuthCallbackHandler": "GET",
+    "jupyterhub.singleuser.extension.JupyterHubLogoutHandler": "GET",
+}
+#: query keys a contents read may carry, and their allowed values (None: any; the server ignores
+#: ``contentProviderId``, the lab's own name for where it reads)
+CONTENT_QUERY = {"content": {"0", "1"}, "type": {"directory", "notebook"}, "format": {"text", "json"},
+                 "hash": {"0", "1"}, "contentProviderId": None}  # fmt: skip
+
 
 
 @dataclass(frozen=True)
@@ -48,25 +84,43 @@ class Limits:
     upload_bytes: int = 1_000_000
     notebook_bytes: int = 20_000_000
     upload_suffixes: tuple[str, ...] = UPLOAD_SUFFIXES
-    #: routes an administrator adds, as ("GET POST", r"regex") pairs (the regex matches the whole path)
+    #: JupyterLab's workspaces and settings, per file, both ways
+    lab_storage_bytes: int = 300_000
+    #: handlers an administrator adds, as ("GET POST", "module.Class") pairs
     extra_routes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """What tornado resolved a request to: the handler's class (``module.Qualname``) and its path arguments."""
+
+    handler: str
+    path_kwargs: dict
+    #: the request's path below the base URL
+    url: str = ""
+
+    @property
+    def path(self) -> str:
+        return (self.path_kwargs.get("path") or "").strip("/")
 
 
 @dataclass(frozen=True)
 class Decision:
     allow: bool
     reason: str = ""
-    #: the contents path whose file must be a directory or a valid notebook
+    #: the contents path whose file must be a directory or a valid notebook (and fit the budget)
     check_content: str | None = None
+    #: JupyterLab storage ("workspaces", "settings") whose files must be small
+    check_storage: str | None = None
 
 
 def deny(reason: str) -> Decision:
     return Decision(False, reason)
 
 
-def decide(method: str, path: str, query: dict[str, list[str]], content_length: int = 0,
-           limits: Limits = Limits()) -> Decision:  # fmt: skip
-    """The policy for one request (``path`` raw, as it came, relative to the base URL)."""
+def screen(method: str, path: str, query: dict[str, list[str]], content_length: int | None,
+           limits: Limits = Limits()) -> Decision | None:  # fmt: skip
+    """What is refused before any handler is chosen; None if the request may be routed."""
     method = method.upper()
     if method in ("HEAD", "OPTIONS", "TRACE", "CONNECT"):
         return deny(f"{method} requests are not served")
@@ -76,29 +130,52 @@ def decide(method: str, path: str, query: dict[str, list[str]], content_length: 
     segments = decoded.split("/")
     if ".." in segments or "." in segments or "//" in decoded or "\\" in decoded:
         return deny("the path is not in canonical form")
+    repeated = sorted(k for k, v in query.items() if len(v) > 1)
+    if repeated:
+        return deny(f"a query key given twice ({', '.join(repeated)}) is not accepted")
     if method == "GET" and any(v != ["0"] and k == "download" for k, v in query.items()):
         return deny("downloads are disabled in Datahavn workspaces")
-    if m := CONTENTS.fullmatch(decoded):
-        return _contents(method, (m.group("path") or "/").lstrip("/"), query, content_length, limits)
+    if method in ("PUT", "POST", "PATCH") and content_length is None:
+        return deny("a request body must say its length (no chunked uploads)")
     first = "nbconvert" if decoded.startswith("api/nbconvert") else segments[0]
     if first in ("files", "view", "nbconvert"):
         return deny(f"/{first}/ would send files out of the workspace: it is disabled in Datahavn")
-    for methods, pattern in _ALLOWED:
-        if method in methods and pattern.fullmatch(decoded):
-            return Decision(True)
-    for methods, pattern in limits.extra_routes:
-        if method in methods.upper().split() and re.fullmatch(pattern, decoded):
-            return Decision(True)
-    return deny("this route is not available in Datahavn workspaces")
+    return None
+
+
+def decide(method: str, route: Route, query: dict[str, list[str]], content_length: int | None = 0,
+           limits: Limits = Limits()) -> Decision:  # fmt: skip
+    """The policy for one routed request (after :func:`screen`)."""
+    method = method.upper()
+    methods = HANDLERS.get(route.handler)
+    if methods is None:
+        methods = next((m for m, h in limits.extra_routes if h == route.handler), None)
+    if methods is None or method not in methods.upper().split():
+        return deny("this route is not available in Datahavn workspaces")
+    if route.handler.endswith(".TrailingSlashHandler") and route.url.startswith("api/"):
+        return deny("this route is not available in Datahavn workspaces")  # no redirect to guess API paths by
+    if route.handler == CONTENTS:
+        return _contents(method, route.path, query, content_length or 0, limits)
+    if route.handler in LAB_STORAGE:
+        if method == "PUT" and (content_length or 0) > limits.lab_storage_bytes:
+            return deny(f"JupyterLab's {LAB_STORAGE[route.handler]} are limited to {limits.lab_storage_bytes} bytes")
+        return Decision(True, check_storage=LAB_STORAGE[route.handler] if method == "GET" else None)
+    if method in ("PUT", "POST", "PATCH") and (content_length or 0) > limits.upload_bytes:
+        return deny(f"requests are limited to {limits.upload_bytes} bytes here")
+    return Decision(True)
 
 
 def _contents(method: str, path: str, query, content_length: int, limits: Limits) -> Decision:
     last = path.rsplit("/", 1)[-1]
-    if path.endswith("/checkpoints") or "/checkpoints/" in path:
-        return Decision(True) if method in ("GET", "POST", "DELETE") else deny("checkpoints are read-only")
     if method == "GET":
-        if query.get("format", [""])[0] not in ("", "text", "json") or query.get("type", [""])[0] == "file":
-            return deny("reading files as raw or base64 content is disabled in Datahavn")
+        for key, values in query.items():
+            if key.isdigit() and values == [""]:
+                continue  # the lab's cache-buster (?content=1&1796169051933)
+            if key not in CONTENT_QUERY:
+                return deny("reading files as raw or base64 content is disabled in Datahavn")
+            allowed = CONTENT_QUERY[key]
+            if allowed is not None and values[0] not in allowed:
+                return deny("reading files as raw or base64 content is disabled in Datahavn")
         if query.get("content", ["1"])[0] == "0":
             return Decision(True)  # metadata only: names, sizes, dates
         return Decision(True, check_content=path)
@@ -111,6 +188,4 @@ def _contents(method: str, path: str, query, content_length: int, limits: Limits
                 f"saves and uploads are limited to {limit} bytes here; bringing data in is an administrator's job"
             )
         return Decision(True)
-    if method in ("PATCH", "DELETE"):  # rename, delete: nothing leaves the workspace
-        return Decision(True)
-    return deny(f"{method} is not served for contents")
+    return Decision(True)  # PATCH (rename), DELETE: nothing leaves the workspace

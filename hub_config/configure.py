@@ -13,11 +13,14 @@ import sys
 
 from datahavn.tokens import AUDIT_SCOPE, CUSTOM_SCOPES
 
+from . import grants_api
 from .audit import hub as audit_hub
 from .audit.store import AuditStore
 from .projects import user_projects
 from .roles import hub_roles
 
+#: the hub's own writes wait this long for the store's lock, then fail (closed) rather than hang the hub
+HUB_STORE_TIMEOUT = 5.0
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
 
@@ -64,9 +67,14 @@ def configure(c, *, spawner_class, poll_interval: int, store: AuditStore, audit:
     hub.custom_scopes = {**existing(c, "custom_scopes", dict), **CUSTOM_SCOPES}
     hub.load_roles = [*existing(c, "load_roles", list), *hub_roles(auditors, auditor_services), *roles]
 
-    # -- the audit trail: a service owns the store; the hub records its own events into the same sequence
+    # -- grants in one step (no lost update between two administrators), recorded before they are made
+    hub.extra_handlers = [*existing(c, "extra_handlers", list), (grants_api.ROUTE, grants_api.ProjectGrantHandler)]
+
+    # -- the audit trail: a service owns the store; the hub records its own events into the same sequence,
+    #    and a change the store cannot take is not made (503)
     hub.services = [*existing(c, "services", list), audit, *services]
     audit_hub.configure(store)
+    audit_hub.install_fail_closed()
     hub.tornado_settings = {**existing(c, "tornado_settings", dict), "log_function": audit_hub.log_function}
 
 

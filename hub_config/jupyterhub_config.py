@@ -12,7 +12,7 @@ from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
 from datahavn.hub_config.audit import hub as audit_hub
 from datahavn.hub_config.audit.store import open_store
-from datahavn.hub_config.configure import audit_service, configure, python_module
+from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, audit_service, configure, python_module
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawners.local import ProjectSpawner
 from datahavn.hub_config.spawners.provision import ensure_state
@@ -53,14 +53,18 @@ audit_url = f"http://127.0.0.1:{s.audit_port}"
 audit = audit_service(
     audit_url,
     command=python_module("datahavn.hub_config.audit.service"),
-    environment={"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url},
+    environment={"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url,
+                 # each workspace's egress budget (bytes per hour and day; per project as JSON)
+                 **{k: os.environ[k] for k in ("DATAHAVN_EGRESS_HOUR", "DATAHAVN_EGRESS_DAY",
+                                               "DATAHAVN_EGRESS_PROJECTS", "DATAHAVN_AUDIT_EVENT_RATE")
+                    if os.environ.get(k)}},
 )
 admin_services = [{"name": "datahavn-admin", "api_token": s.admin_token}] if s.admin_token else []
 configure(
     c,
     spawner_class=ProjectSpawner,
     poll_interval=s.poll_interval,
-    store=open_store(lay, s.audit_db_url),
+    store=open_store(lay, s.audit_db_url, busy_timeout=HUB_STORE_TIMEOUT),
     audit=audit,
     auditors=["admin"],
     auditor_services=[x["name"] for x in admin_services],

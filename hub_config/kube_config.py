@@ -11,7 +11,7 @@
 import os
 
 from datahavn.hub_config.audit.store import open_store
-from datahavn.hub_config.configure import audit_service, configure
+from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, audit_service, configure
 from datahavn.hub_config.settings import poll_interval
 from datahavn.hub_config.spawners.kube import DEFAULT_SETTINGS, KubeProjectSpawner, load_settings
 
@@ -33,7 +33,7 @@ configure(
     c,
     spawner_class=KubeProjectSpawner,
     poll_interval=poll_interval(),
-    store=open_store(settings.layout, os.environ["DATAHAVN_AUDIT_DB_URL"]),
+    store=open_store(settings.layout, os.environ["DATAHAVN_AUDIT_DB_URL"], busy_timeout=HUB_STORE_TIMEOUT),
     audit=audit_service(settings.audit_url, api_token=os.environ["DATAHAVN_AUDIT_API_TOKEN"]),
     auditors=list(settings.auditors),
     roles=gateway_roles,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import secrets
@@ -23,6 +24,8 @@ from datahavn.hubclient import HubClient
 from datahavn.names import InvalidName, account_name, project_group
 from datahavn.paths import Layout
 
+#: the project whose egress budget is a researcher's (25 MB an hour, 40 MB a day), on every test hub
+BUDGET_PROJECT = "budgetp"
 #: (accounts, groups) each hub of this session mapped its users and projects to, filled at shutdown
 IDENTITIES: list[tuple[set[str], set[str]]] = []
 
@@ -135,6 +138,11 @@ class Hub:
             # small enough that the limits' tests hit them quickly, large enough for the example notebook
             "DATAHAVN_MEM_LIMIT": "1536M",
             "DATAHAVN_PIDS_LIMIT": "512",
+            # the tests send far more than a researcher would; the budget's own tests use the project "budgetp"
+            "DATAHAVN_EGRESS_HOUR": str(2_000_000_000),
+            "DATAHAVN_AUDIT_EVENT_RATE": "50",  # low enough for test_hub_audit's flood to cross it
+            "DATAHAVN_EGRESS_DAY": str(8_000_000_000),
+            "DATAHAVN_EGRESS_PROJECTS": json.dumps({BUDGET_PROJECT: {"hour": 25_000_000, "day": 40_000_000}}),
             **os.environ,
             "DATAHAVN_ADMIN_TOKEN": self.token,
             "DATAHAVN_HUB_URL": self.url,

@@ -202,8 +202,23 @@ def _event(row: Mapping) -> dict:
 # -- page -----------------------------------------------------------------------------------
 
 
-def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str) -> str:
-    """The audit trail page: header, filter form, per-day chart per project, events newest first."""
+def _egress_rows(usage) -> list[dict]:
+    out = []
+    for u in usage or ():
+        limits = u.get("limits") or {}
+        cells = {}
+        for window in ("hour", "day"):
+            used, limit = u.get(window, 0), limits.get(window)
+            share = f" ({100 * used / limit:.0f} %)" if limit else ""
+            shown = f"{used / 1e6:,.1f} MB"
+            cells[window] = f"{shown} of {limit / 1e6:,.0f} MB{share}" if limit else shown
+            cells[window + "_over"] = bool(limit and used >= limit)
+        out.append({"user": u.get("user"), "project": u.get("project"), **cells})
+    return out
+
+
+def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str, usage=()) -> str:
+    """The audit trail page: header, filter form, egress per workspace, per-day chart per project, events."""
     filters = filters or {}
     counts: Counter[tuple[str, str]] = Counter()
     undated = 0
@@ -225,4 +240,5 @@ def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str) -> st
         undated=_plural(undated, "event") if undated else "",
         # rows come in seq order; auditors want the latest first
         events=[_event(r) for r in reversed(rows)],
+        egress=_egress_rows(usage),
     )

@@ -15,6 +15,7 @@ handlers, as jupyterhub-idle-culler is.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -26,14 +27,16 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web, websocket
-from traitlets import Integer, Unicode, default
+from traitlets import Dict, Float, Integer, Unicode, default
 from traitlets.config import Application
 
-from datahavn.audit_schema import InvalidEvent, server_event
 from datahavn.paths import Layout
 from datahavn.tokens import AUDIT_SCOPE, has_scope
 from datahavn.tokens import server_identity as token_identity
 
+from ..settings import env_float, env_int
+from . import egress
+from .intake import Refused, ServerIntake
 from .page import render_page
 from .store import AuditStore, open_store
 
@@ -77,18 +80,6 @@ def server_identity(model: dict) -> tuple[str, str]:
     return identity
 
 
-def record_server_event(store: AuditStore, identity: tuple[str, str], payload: object) -> dict:
-    """Validate a server's event, stamp it with the server's true identity, append it."""
-    try:
-        event = server_event(payload)
-    except InvalidEvent as e:
-        raise web.HTTPError(400, f"invalid event: {e}") from None
-    user, project = identity
-    event.update(user=user, project=project, server=f"{user}/{project}")
-    record = store.append(event)
-    return {"seq": record["seq"], "hash": record["hash"]}
-
-
 class EventsHandler(BaseHandler):
     async def post(self):
         identity = server_identity(await self.token_model())
@@ -96,7 +87,10 @@ class EventsHandler(BaseHandler):
             payload = json.loads(self.request.body or b"null")
         except ValueError:
             raise web.HTTPError(400, "invalid event: not JSON") from None
-        self.finish(record_server_event(self.store, identity, payload))
+        try:
+            self.finish(await self.settings["intake"].record(identity, payload, len(self.request.body or b"")))
+        except Refused as e:
+            raise web.HTTPError(429 if "a second" in str(e) else 400, str(e)) from None
 
     async def get(self):
         model = await self.token_model()
@@ -132,8 +126,9 @@ class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
 
     The server's token is checked once, at the upgrade; then each frame
     ``{"id": n, "event": {...}}`` is answered ``{"id": n, "seq": s}`` or
-    ``{"id": n, "error": "..."}``. A persistent connection keeps the audit's
-    cost per cell to the store's append.
+    ``{"id": n, "error": "..."}``, and ``{"id": n, "egress": bytes}`` (what the server
+    sent to the browser) ``{"id": n, "hour": ..., "day": ..., "limits": {...}}``. Answers
+    come as each is ready (events are appended in batches), not necessarily in order.
     """
 
     async def get(self, *args, **kwargs):
@@ -150,13 +145,43 @@ class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
         except (ValueError, KeyError, TypeError):
             self.close(1003, "frames are JSON objects with an id")
             return
+        # not awaited: the next frame is read while this one is being stored
+        asyncio.ensure_future(self._answer(ident, frame, len(message)))
+
+    async def _answer(self, ident, frame: dict, size: int) -> None:
         try:
-            reply = record_server_event(self.store, self.identity, frame.get("event"))
-        except web.HTTPError as e:
-            reply = {"error": e.log_message}
+            if "egress" in frame:
+                reply = await self._egress(frame["egress"])
+            else:
+                reply = await self.settings["intake"].record(self.identity, frame.get("event"), size)
+        except Refused as e:
+            reply = {"error": str(e)}
         except Exception as e:  # the store refused: the server must refuse the code
             reply = {"error": f"not recorded: {type(e).__name__}"}
-        self.write_message(json.dumps({"id": ident, **reply}))
+        try:
+            self.write_message(json.dumps({"id": ident, **reply}))
+        except websocket.WebSocketClosedError:
+            pass
+
+    async def _egress(self, nbytes) -> dict:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or not 0 <= nbytes <= 1 << 40:
+            raise Refused("egress is a whole number of bytes")
+        user, project = self.identity
+        totals = await ioloop.IOLoop.current().run_in_executor(None, self.settings["ledger"].add, user, project, nbytes)
+        return {**totals, "limits": self.settings["egress_limits"](project).as_dict()}
+
+
+class EgressHandler(BaseHandler):
+    """``GET api/egress``: what each workspace sent to the browser in the last hour and day, and its limits."""
+
+    async def get(self):
+        model = await self.token_model()
+        if not has_scope(model, AUDIT_SCOPE):
+            raise web.HTTPError(403, "reading the egress budgets needs the auditor role")
+        rows = await ioloop.IOLoop.current().run_in_executor(None, self.settings["ledger"].by_workspace)
+        for row in rows:
+            row["limits"] = self.settings["egress_limits"](row["project"]).as_dict()
+        self.finish(json.dumps(rows))
 
 
 class VerifyHandler(BaseHandler):
@@ -177,8 +202,11 @@ class PageHandler(HubOAuthenticated, BaseHandler):
         args = {k: self.get_argument(k, "") or None for k in QUERY_ARGS}
         rows = await ioloop.IOLoop.current().run_in_executor(None, lambda: self.store.query(**args))
         rows = rows[-self.settings["page_rows"] :]  # the newest; the CLI exports everything
+        usage = await ioloop.IOLoop.current().run_in_executor(None, self.settings["ledger"].by_workspace)
+        for row in usage:
+            row["limits"] = self.settings["egress_limits"](row["project"]).as_dict()
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render_page(rows, args, self.current_user["name"], self.settings["prefix"]))
+        self.finish(render_page(rows, args, self.current_user["name"], self.settings["prefix"], usage))
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -207,9 +235,52 @@ class AuditService(Application):
 
     cache_seconds = Integer(60, help="How long the identity of a token is cached.").tag(config=True)
 
+    egress_hour = Integer(
+        25_000_000,
+        help="""Bytes a workspace may send to the browser in any hour (all its kernels, contents, lab storage).""",
+    ).tag(config=True)
+
+    @default("egress_hour")
+    def _egress_hour(self):
+        return env_int(os.environ, "DATAHAVN_EGRESS_HOUR", 25_000_000, 0, 10**15)
+
+    egress_day = Integer(100_000_000, help="""Bytes a workspace may send to the browser in any day.""").tag(config=True)
+
+    @default("egress_day")
+    def _egress_day(self):
+        return env_int(os.environ, "DATAHAVN_EGRESS_DAY", 100_000_000, 0, 10**15)
+
+    project_egress = Dict(
+        help="""Per-project egress limits: {"brca": {"hour": 50000000, "day": 200000000}}.""",
+    ).tag(config=True)
+
+    @default("project_egress")
+    def _project_egress(self):
+        return json.loads(os.environ.get("DATAHAVN_EGRESS_PROJECTS") or "{}")
+
+    max_event_bytes = Integer(2_000_000, help="""Largest event a server may post (a cell's code).""").tag(config=True)
+
+    max_event_rate = Float(
+        200.0,
+        help="""Events a second a server may post (a cell is two: its code and its reply), beyond the burst.""",
+    ).tag(config=True)
+
+    @default("max_event_rate")
+    def _max_event_rate(self):
+        return env_float(os.environ, "DATAHAVN_AUDIT_EVENT_RATE", 200.0, 1.0, 100_000.0)
+
+    max_event_burst = Integer(
+        help="""Events a server may post at once before the rate applies (default: 10 s of rate)."""
+    ).tag(config=True)
+
+    @default("max_event_burst")
+    def _max_event_burst(self):
+        return int(10 * self.max_event_rate)
+
     def start(self):
         layout = Layout(Path(self.state_dir))
         store = open_store(layout, self.db_url)
+        default_limits = egress.Limits(self.egress_hour, self.egress_day)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/datahavn-audit/")
         hub_auth = HubAuth(cache_max_age=self.cache_seconds)
         app = web.Application(
@@ -217,10 +288,14 @@ class AuditService(Application):
                 (url_path_join(prefix, "api/events"), EventsHandler),
                 (url_path_join(prefix, "api/events/ws"), EventSocketHandler),
                 (url_path_join(prefix, "api/verify"), VerifyHandler),
+                (url_path_join(prefix, "api/egress"), EgressHandler),
                 (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
                 (prefix, PageHandler),
             ],
             store=store,
+            intake=ServerIntake(store, self.max_event_bytes, self.max_event_rate, self.max_event_burst),
+            ledger=egress.EgressLedger(store.engine),
+            egress_limits=lambda project: egress.limits_for(project, default_limits, self.project_egress),
             hub_auth=hub_auth,
             prefix=prefix,
             page_rows=self.page_rows,

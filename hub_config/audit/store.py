@@ -154,12 +154,12 @@ def _index_value(value: Any) -> str | None:
     return canonical_json(value)
 
 
-def _make_engine(url: str) -> sa.Engine:
+def _make_engine(url: str, busy_timeout: float = 60) -> sa.Engine:
     u = sa.make_url(url)
     if u.get_backend_name() != "sqlite":
         # pre_ping: the audit service is long-lived and the server may restart under it.
         return sa.create_engine(u, pool_pre_ping=True)
-    engine = sa.create_engine(u, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = sa.create_engine(u, connect_args={"timeout": busy_timeout, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -180,10 +180,29 @@ def _make_engine(url: str) -> sa.Engine:
     return engine
 
 
+class _Native:
+    """A statement compiled once for the engine's dialect, run with the driver's own parameter style."""
+
+    def __init__(self, engine: sa.Engine, stmt):
+        compiled = stmt.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup  # positional styles (SQLite's "?"); None for named ones
+        self.defaults = compiled.params  # literals in the statement (``id == 1``)
+
+    def params(self, values: Mapping):
+        values = {**self.defaults, **values}
+        return tuple(values[k] for k in self.order) if self.order is not None else values
+
+    def run(self, conn: sa.Connection, values):
+        if isinstance(values, list):
+            return conn.exec_driver_sql(self.sql, [self.params(v) for v in values])
+        return conn.exec_driver_sql(self.sql, self.params(values))
+
+
 class AuditStore:
     """Append-only audit records in one hash chain, with MACs, checkpoints and a signed head."""
 
-    def __init__(self, url: str, key: bytes, checkpoint_every: int = 100):
+    def __init__(self, url: str, key: bytes, checkpoint_every: int = 100, busy_timeout: float = 60):
         if not isinstance(key, bytes | bytearray):
             raise TypeError("key must be bytes")
         if len(key) < MIN_KEY_BYTES:
@@ -192,13 +211,34 @@ class AuditStore:
             raise ValueError("checkpoint_every must be >= 0 (0: only explicit checkpoints)")
         self._key = bytes(key)
         self._every = checkpoint_every
-        self._engine = _make_engine(url)
+        self._engine = _make_engine(url, busy_timeout)
         self._pg = self._engine.dialect.name == "postgresql"
+        # The append path's statements, compiled once: SQLAlchemy's per-call compile and
+        # cache-key work cost more than the commit's fsync (benchmarks/audit_overhead.py).
+        self._sql = {
+            "head": _Native(
+                self._engine,
+                sa.select(head.c.seq, head.c.hash, head.c.signature).where(head.c.id == 1).with_for_update(),
+            ),  # fmt: skip
+            "records": _Native(self._engine, records.insert()),
+            "checkpoints": _Native(self._engine, checkpoints.insert()),
+            "move": _Native(
+                self._engine,
+                head.update()
+                .where(head.c.id == 1)
+                .values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"), signature=sa.bindparam("signature")),
+            ),
+        }
         try:
             self._create()
         except BaseException:
             self._engine.dispose()
             raise
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The database (for tables beside the chain, such as the egress counters)."""
+        return self._engine
 
     # -- signing
 
@@ -242,9 +282,7 @@ class AuditStore:
     def _locked_head(self, conn: sa.Connection) -> tuple[int, str]:
         """The head, locked until the end of the transaction, after checking its signature."""
         # FOR UPDATE serialises appends on PostgreSQL; SQLite ignores it (BEGIN IMMEDIATE does that).
-        row = conn.execute(
-            sa.select(head.c.seq, head.c.hash, head.c.signature).where(head.c.id == 1).with_for_update()
-        ).first()
+        row = self._sql["head"].run(conn, {}).first()
         if row is None:
             raise AuditIntegrityError("audit store head row is missing")
         if not hmac.compare_digest(row.signature, self._head_signature(row.seq, row.hash)):
@@ -252,6 +290,11 @@ class AuditStore:
         return row.seq, row.hash
 
     # -- writing
+
+    def check_writable(self) -> None:
+        """Raise unless an append could take the write lock now (within the busy timeout)."""
+        with self._tx(write=True) as conn:
+            self._locked_head(conn)
 
     def append(self, event: dict) -> dict:
         return self.append_many([event])[0]
@@ -298,14 +341,10 @@ class AuditStore:
                     bodies.append(body)
                     hashes.append((prev, digest))
                     prev = digest
-                conn.execute(records.insert(), rows)
+                self._sql["records"].run(conn, rows)
                 if cps:
-                    conn.execute(checkpoints.insert(), cps)
-                conn.execute(
-                    head.update()
-                    .where(head.c.id == 1)
-                    .values(seq=seq, hash=prev, signature=self._head_signature(seq, prev))
-                )
+                    self._sql["checkpoints"].run(conn, cps)
+                self._sql["move"].run(conn, {"seq": seq, "hash": prev, "signature": self._head_signature(seq, prev)})
         except sa.exc.IntegrityError as e:
             # A correctly signed head whose next seq is taken: the head was rolled back.
             raise AuditIntegrityError(f"audit store head is behind its records: {e.orig}") from e
@@ -497,7 +536,7 @@ def _body_problem(row) -> str | None:
     return None
 
 
-def open_store(layout, url: str = "") -> AuditStore:
+def open_store(layout, url: str = "", busy_timeout: float = 60) -> AuditStore:
     """The store of a state dir (a ``datahavn.paths.Layout``), with the key only root can read."""
     key = bytes.fromhex(layout.audit_key.read_text().strip())
-    return AuditStore(url or f"sqlite:///{layout.audit_db}", key)
+    return AuditStore(url or f"sqlite:///{layout.audit_db}", key, busy_timeout=busy_timeout)

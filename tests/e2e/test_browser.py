@@ -125,7 +125,7 @@ async def test_admin_browses_the_audit_page_and_a_researcher_is_refused(hub, pag
 async def test_the_lab_offers_no_download_export_or_news(hub, page):
     await open_notebook(hub, page, "bob", "cardio")
     assert "ok" in await run_cell(page, "print('ok')")
-    forbidden = ("Download", "Export", "Copy Download Link", "Open in New Browser Tab")
+    forbidden = ("Download", "Export", "Copy Download Link", "Open in New Browser Tab", "Print")
 
     await page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
     file_menu = await page.locator(".lm-Menu").last.inner_text()
@@ -139,6 +139,12 @@ async def test_the_lab_offers_no_download_export_or_news(hub, page):
     for item in forbidden:
         assert item not in file_menu, f"File menu offers {item}"
         assert item not in context_menu, f"file browser offers {item}"
+    # nor does the command palette know a print command
+    await page.keyboard.press("Control+Shift+C")
+    await page.keyboard.type("Print")
+    palette = await page.locator(".lm-CommandPalette-content").inner_text()
+    assert "Print" not in palette, palette
+    await page.keyboard.press("Escape")
     assert await page.get_by_text("official Jupyter news").count() == 0
     # and the server behind it has no terminals
     token = hub.user_token("bob")

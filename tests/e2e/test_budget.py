@@ -11,16 +11,21 @@ from ..hubs import await_for
 
 
 def test_budget_rule():
-    b = OutputBudget(cell_limit=100, session_limit=250)
+    b = OutputBudget(cell_limit=100)
     assert b.admit("iopub", "stream", "c1", 60) == PASS
     assert b.admit("iopub", "status", "c1", 10_000) == PASS  # state messages are free
     assert b.admit("shell", "execute_reply", "c1", 10_000) == PASS
     assert b.admit("iopub", "display_data", "c1", 60) == NOTIFY  # 120 > 100: cut, once
     assert b.admit("iopub", "stream", "c1", 1) == DROP
     assert b.admit("iopub", "stream", "c2", 90) == PASS
-    assert b.admit("iopub", "stream", "c3", 90) == PASS
-    assert b.admit("iopub", "stream", "c4", 90) == NOTIFY  # session: 240 + 90 > 250
-    assert "session" in b.notice("c4") and "cell" in b.notice("c1")
+    assert b.admit("shell", "complete_reply", "c2", 90) == PASS  # counted by the workspace's meter
+    # the workspace's budget used up: every channel's data stops, the state still passes
+    for channel, msg_type in (("iopub", "stream"), ("shell", "inspect_reply"), ("shell", "history_reply")):
+        assert b.admit(channel, msg_type, f"c-{msg_type}", 1, workspace="hour") == NOTIFY
+        assert b.admit(channel, msg_type, f"c-{msg_type}", 1, workspace="hour") == DROP
+    assert b.admit("shell", "execute_reply", "c-stream", 10, workspace="hour") == PASS
+    assert b.admit("iopub", "status", "c-stream", 10, workspace="hour") == PASS
+    assert "cell" in b.notice("c1") and "50 MB in the last hour" in b.notice("c-stream", "50 MB in the last hour")
 
 
 async def cut_cell(hub, k, code: str):
