@@ -41,3 +41,10 @@ def _load_jupyter_server_extension(serverapp):
     # one egress budget for the workspace, counted below every route, kept by the audit service
     meter.install(report_egress)
     egress.install(serverapp, egress.denial_recorder(serverapp, post_quietly))
+
+
+async def _unload_jupyter_server_extension(serverapp):
+    # replies still waiting for their batch are sent before the server goes
+    from .audit_client import send_later
+
+    await send_later()

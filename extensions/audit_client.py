@@ -116,6 +116,40 @@ async def post_quietly(event: dict, timeout: float = 30) -> None:
         logging.getLogger("datahavn").error("datahavn: %s event not recorded: %s", event.get("kind"), e)
 
 
+#: how long an event nothing waits on may wait for others, to share one frame and one commit
+LATER_SECONDS = 0.2
+LATER_MAX = 100
+_later: list[dict] = []
+
+
+def post_later(event: dict) -> None:
+    """Record an event nothing waits on (a cell's reply) within :data:`LATER_SECONDS`, batched with others.
+
+    A trivial cell then costs the audit service one commit, not two; failures are logged, as
+    :func:`post_quietly`'s are.
+    """
+    _later.append(event)
+    if len(_later) == 1:
+        asyncio.get_running_loop().call_later(LATER_SECONDS, lambda: asyncio.ensure_future(send_later()))
+    elif len(_later) >= LATER_MAX:
+        asyncio.ensure_future(send_later())
+
+
+async def send_later(timeout: float = 30) -> None:
+    events = _later[:]
+    _later.clear()
+    if not events:
+        return
+    url = os.environ.get("DATAHAVN_AUDIT_URL", "")
+    try:
+        if not url:
+            raise AuditRefused("no audit service is configured")
+        await channel_for(url).call({"events": events}, timeout)
+    except AuditRefused as e:
+        logging.getLogger("datahavn").error("datahavn: %d events (%s) not recorded: %s", len(events),
+                                            ", ".join(sorted({str(x.get("kind")) for x in events})), e)  # fmt: skip
+
+
 async def report_egress(nbytes: int) -> dict:
     """The meter's report (:mod:`.meter`), through the process's channel."""
     url = os.environ.get("DATAHAVN_AUDIT_URL", "")

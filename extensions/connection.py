@@ -8,7 +8,8 @@ the server's own hub token and forwarded to the kernel only once the service has
 acknowledged it. No acknowledgement within ``audit_timeout``: the message is
 dropped and the client gets an error reply saying the audit trail is unavailable.
 When the reply to an execution comes back, an ``execute_reply`` event (status,
-duration, bytes sent to the browser) is posted without holding anything up.
+duration, bytes sent to the browser) is posted without holding anything up, batched
+with the other replies of the next 0.2 s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from traitlets import Float, Integer, Unicode, default
 from datahavn.audit_schema import CODE_MSG_TYPES
 
 from . import limits
-from .audit_client import AuditRefused, channel_for, post_quietly
+from .audit_client import AuditRefused, channel_for, post_later, post_quietly
 from .budget import NOTIFY, PASS, OutputBudget
 from .frames import MalformedFrame, check_v1_frame
 from .meter import meter
@@ -155,7 +156,8 @@ class AuditedConnection(LowLatencyConnection):
                 return
             if msg_type == "execute_request":
                 self._pending[header.get("msg_id", "")] = (time.monotonic(), seq, header)
-                self._limits_seen = limits.counters()
+                if getattr(self, "_limits_seen", None) is None:
+                    self._limits_seen = limits.counters()  # then read at each reply, not twice per cell
         super().handle_incoming_message(raw)
 
     async def _deny(self, channel: str, header: dict, why: str) -> None:
@@ -246,13 +248,13 @@ class AuditedConnection(LowLatencyConnection):
         channel = stream if isinstance(stream, str) else getattr(stream, "channel", None)
         msg_type, cell = header.get("msg_type", ""), parent.get("msg_id")
         size = sum(len(p) for p in parts[1:])
-        self._account(msg_type, cell, size, parts)
-        exhausted = meter.exhausted()
-        verdict = self.budget.admit(channel, msg_type, cell, size, exhausted)
+        verdict = self.budget.admit(channel, msg_type, cell, size, meter.exhausted())
         if verdict == PASS:
             self._near_budget(parent, msg_type)
             super().handle_outgoing_message(stream, outgoing_msg)
-        elif verdict == NOTIFY:
+        # after the message has gone: the reply's bookkeeping is not on the cell's path
+        self._account(msg_type, cell, size, parts)
+        if verdict == NOTIFY:
             why = self.budget.cut.get(cell)
             self._stderr(parent, self.budget.notice(cell, meter.refusal(why) if why != "cell" else ""))
             detail = {"budget": why, "message_bytes": size, "cell_limit": self.budget.cell_limit}
@@ -296,7 +298,7 @@ class AuditedConnection(LowLatencyConnection):
                 "duration_ms": round((time.monotonic() - t0) * 1000, 3),
                 "output_bytes": self._bytes.pop(cell, 0), "detail": {"execute_seq": seq},
             }  # fmt: skip
-            asyncio.ensure_future(post_quietly(event))
+            post_later(event)
 
     def _tell_limits(self, header: dict | None) -> None:
         """A notice in the cell, and a record, for each resource limit the workspace hit since the last look."""

@@ -76,7 +76,6 @@ CONTENT_QUERY = {"content": {"0", "1"}, "type": {"directory", "notebook"}, "form
                  "hash": {"0", "1"}, "contentProviderId": None}  # fmt: skip
 
 
-
 @dataclass(frozen=True)
 class Limits:
     """What may come in: sizes of saves and uploads, and the kinds of file."""

@@ -53,11 +53,21 @@ audit_url = f"http://127.0.0.1:{s.audit_port}"
 audit = audit_service(
     audit_url,
     command=python_module("datahavn.hub_config.audit.service"),
-    environment={"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url,
-                 # each workspace's egress budget (bytes per hour and day; per project as JSON)
-                 **{k: os.environ[k] for k in ("DATAHAVN_EGRESS_HOUR", "DATAHAVN_EGRESS_DAY",
-                                               "DATAHAVN_EGRESS_PROJECTS", "DATAHAVN_AUDIT_EVENT_RATE")
-                    if os.environ.get(k)}},
+    environment={
+        "DATAHAVN_STATE_DIR": str(lay.root),
+        "DATAHAVN_AUDIT_DB_URL": s.audit_db_url,
+        # each workspace's egress budget (bytes per hour and day; per project as JSON)
+        **{
+            k: os.environ[k]
+            for k in (
+                "DATAHAVN_EGRESS_HOUR",
+                "DATAHAVN_EGRESS_DAY",
+                "DATAHAVN_EGRESS_PROJECTS",
+                "DATAHAVN_AUDIT_EVENT_RATE",
+            )
+            if os.environ.get(k)
+        },
+    },
 )
 admin_services = [{"name": "datahavn-admin", "api_token": s.admin_token}] if s.admin_token else []
 configure(

@@ -171,8 +171,9 @@ def events_for(handler) -> list[tuple[str, dict]]:
         pass  # recorded by AuditedLogoutHandler, which still knows who it was
     elif status in (401, 403) and "/hub/" in path:
         out.append(("denied", {"user": actor, "actor": actor, "detail": f"{method} {path} -> {status}"}))
-    elif 200 <= status < 300 and path.startswith("/hub/api/") and method in MUTATING and not path.endswith(
-            "/activity"):  # servers' activity pings are the hub's bookkeeping, not anyone's action
+    elif (
+        200 <= status < 300 and path.startswith("/hub/api/") and method in MUTATING and not path.endswith("/activity")
+    ):  # servers' activity pings are the hub's bookkeeping, not anyone's action
         body = _body(handler)
         out += _specific(handler, method, path, body, actor)
         detail = {"method": method, "path": path, "status": status,
@@ -181,8 +182,8 @@ def events_for(handler) -> list[tuple[str, dict]]:
         if API_PROPERTIES.match(path):
             detail["grants_changed"] = grant_changes(getattr(handler, "_datahavn_before", None), body)
             detail["fields"] = sorted(body)
-        target_user = (m.group(1) if (m := API_USER_ANY.match(path)) else None)
-        target_group = (m.group(1) if (m := API_GROUP_ANY.match(path)) else None)
+        target_user = m.group(1) if (m := API_USER_ANY.match(path)) else None
+        target_group = m.group(1) if (m := API_GROUP_ANY.match(path)) else None
         if m := API_GRANT.match(path):
             target_group, target_user = m.groups()
         out.append(("hub_api", {"user": target_user, "project": target_group, "actor": actor, "outcome": "ok",

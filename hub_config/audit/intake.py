@@ -41,28 +41,34 @@ class BatchWriter:
         self.thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self.thread.start()
 
-    def append(self, event: dict) -> asyncio.Future:
+    def append(self, events: list[dict]) -> asyncio.Future:
+        """A future of the stored records of ``events`` (appended together, in one transaction or several)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.queue.put((event, loop, fut))
+        self.queue.put((events, loop, fut))
         return fut
 
     def _run(self) -> None:
         while True:
             batch = [self.queue.get()]
-            while len(batch) < BATCH_MAX:
+            size = len(batch[0][0])
+            while size < BATCH_MAX:
                 try:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
+                size += len(batch[-1][0])
             try:
-                records = self.store.append_many([e for e, _, _ in batch])
-                results = [(r, None) for r in records]
+                records = self.store.append_many([e for events, _, _ in batch for e in events])
+                results, at = [], 0
+                for events, _, _ in batch:
+                    results.append((records[at : at + len(events)], None))
+                    at += len(events)
             except Exception as e:  # the store refused: every caller must refuse its code
-                log.error("AUDIT: a batch of %d events was not stored: %s", len(batch), e)
+                log.error("AUDIT: a batch of %d events was not stored: %s", size, e)
                 results = [(None, e)] * len(batch)
-            for (_, loop, fut), (record, error) in zip(batch, results, strict=True):
-                loop.call_soon_threadsafe(_settle, fut, record, error)
+            for (_, loop, fut), (stored, error) in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_settle, fut, stored, error)
 
 
 def _settle(fut: asyncio.Future, record, error) -> None:
@@ -108,21 +114,31 @@ class ServerIntake:
 
     async def record(self, identity: tuple[str, str], payload: object, size: int) -> dict:
         """Append a server's event as that server; ``{"seq", "hash"}``, or :class:`Refused`."""
+        (record,) = await self.record_many(identity, [payload], size)
+        return {"seq": record["seq"], "hash": record["hash"]}
+
+    async def record_many(self, identity: tuple[str, str], payloads: list, size: int) -> list[dict]:
+        """Append events nothing waits on (replies), all or none: their stored records, or :class:`Refused`.
+
+        ``size`` is the frame's: a batch is capped like one event (servers send small ones).
+        """
         bucket = self.buckets.setdefault(identity, Bucket(self.rate, self.burst))
         if size > self.max_bytes:
             await self._note(identity, bucket, "size", f"an audit event of {size} bytes, above {self.max_bytes}")
             raise Refused(f"the event is {size} bytes; the audit service takes {self.max_bytes} at most")
-        if not bucket.take():
+        if not all(bucket.take() for _ in payloads):
             await self._note(identity, bucket, "rate", f"more than {self.rate:g} audit events a second")
             raise Refused(f"more than {self.rate:g} events a second from this server: refused until it slows")
-        try:
-            event = server_event(payload)
-        except InvalidEvent as e:
-            raise Refused(f"invalid event: {e}") from None
         user, project = identity
-        event.update(user=user, project=project, server=f"{user}/{project}")
-        record = await self.writer.append(event)
-        return {"seq": record["seq"], "hash": record["hash"]}
+        events = []
+        for payload in payloads:
+            try:
+                event = server_event(payload)
+            except InvalidEvent as e:
+                raise Refused(f"invalid event: {e}") from None
+            event.update(user=user, project=project, server=f"{user}/{project}")
+            events.append(event)
+        return await self.writer.append(events)
 
     async def _note(self, identity: tuple[str, str], bucket: Bucket, why: str, detail: str) -> None:
         if why in bucket.noted:
@@ -131,8 +147,8 @@ class ServerIntake:
         user, project = identity
         log.warning("AUDIT: %s/%s refused: %s", user, project, detail)
         try:
-            await self.writer.append({"schema": 1, "kind": "denied", "user": user, "project": project,
-                                      "server": f"{user}/{project}", "outcome": "refused",
-                                      "detail": f"audit service: {detail}"})  # fmt: skip
+            await self.writer.append([{"schema": 1, "kind": "denied", "user": user, "project": project,
+                                       "server": f"{user}/{project}", "outcome": "refused",
+                                       "detail": f"audit service: {detail}"}])  # fmt: skip
         except Exception:
             log.exception("AUDIT: the refusal of %s/%s was not recorded", user, project)

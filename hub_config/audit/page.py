@@ -234,8 +234,9 @@ def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str, usage
         prefix=prefix,
         hub=HUB,
         kinds=sorted(KINDS),
-        filters=[{"name": n, "label": label, "placeholder": ph, "value": filters.get(n) or ""}
-                 for n, label, ph in FILTERS],  # fmt: skip
+        filters=[
+            {"name": n, "label": label, "placeholder": ph, "value": filters.get(n) or ""} for n, label, ph in FILTERS
+        ],  # fmt: skip
         chart=chart_geometry(counts) if counts else None,
         undated=_plural(undated, "event") if undated else "",
         # rows come in seq order; auditors want the latest first

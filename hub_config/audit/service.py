@@ -40,6 +40,7 @@ from .intake import Refused, ServerIntake
 from .page import render_page
 from .store import AuditStore, open_store
 
+EVENTS_PER_FRAME = 200
 QUERY_ARGS = ("user", "project", "kind", "since", "until", "grep")
 CSV_FIELDS = (
     "seq", "time", "kind", "user", "actor", "project", "server", "kernel_id", "session", "msg_id",
@@ -126,7 +127,8 @@ class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
 
     The server's token is checked once, at the upgrade; then each frame
     ``{"id": n, "event": {...}}`` is answered ``{"id": n, "seq": s}`` or
-    ``{"id": n, "error": "..."}``, and ``{"id": n, "egress": bytes}`` (what the server
+    ``{"id": n, "error": "..."}``; ``{"id": n, "events": [...]}`` (events nothing waits on, such
+    as replies, all or none) ``{"id": n, "seqs": [...]}``; and ``{"id": n, "egress": bytes}`` (what the server
     sent to the browser) ``{"id": n, "hour": ..., "day": ..., "limits": {...}}``. Answers
     come as each is ready (events are appended in batches), not necessarily in order.
     """
@@ -152,6 +154,12 @@ class EventSocketHandler(BaseHandler, websocket.WebSocketHandler):
         try:
             if "egress" in frame:
                 reply = await self._egress(frame["egress"])
+            elif "events" in frame:
+                events = frame["events"]
+                if not isinstance(events, list) or not 0 < len(events) <= EVENTS_PER_FRAME:
+                    raise Refused(f"events is a list of 1 to {EVENTS_PER_FRAME} events")
+                stored = await self.settings["intake"].record_many(self.identity, events, size)
+                reply = {"seqs": [r["seq"] for r in stored]}
             else:
                 reply = await self.settings["intake"].record(self.identity, frame.get("event"), size)
         except Refused as e:
