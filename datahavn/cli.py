@@ -11,11 +11,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from . import admin
+from . import admin, airlock_cli
 from .audit_schema import KINDS
 from .grants import InvalidGrant, isoformat, parse_until
 from .hubclient import HubClient, HubError
@@ -182,7 +183,14 @@ def _check_time(text: str) -> str:
     return isoformat(when)
 
 
+def _check_request_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9]{8}-[0-9a-f]{8}", text):
+        raise InvalidName(f"invalid request id {text!r}: ids look like 20261202-1a2b3c4d (datahavn airlock list)")
+    return text
+
+
 USER, PROJECT, DATASET = _arg(check_user), _arg(check_project), _arg(check_dataset)
+REQUEST_ID = _arg(_check_request_id)
 KIND, TIME = _arg(_check_kind), _arg(_check_time)
 
 
@@ -245,6 +253,8 @@ def build_parser() -> Parser:
     av.set_defaults(func=cmd_audit_verify)
     # the hub machine's verbs (demo, dataset ...) plug in from the packages that hold them
     common = Common(hub=hub_opts, out=out_opts)
+    airlock_cli.register(sub, common, {"id": REQUEST_ID, "user": USER, "project": PROJECT}, hub_from_args, _table,
+                         Parser)  # fmt: skip
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         ep.load()(sub, common)
     return p

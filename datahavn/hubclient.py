@@ -65,6 +65,10 @@ class HubClient:
         """GET from the datahavn-audit service's API (through the hub's proxy)."""
         return self.request("GET", path, base=f"{self.url}/services/datahavn-audit/api", params=params)
 
+    def airlock(self, method: str, path: str, **kwargs):
+        """A request to the datahavn-airlock service's API (through the hub's proxy)."""
+        return self.request(method, path, base=f"{self.url}/services/datahavn-airlock/api", **kwargs)
+
     def whoami(self) -> str:
         """The name of the user or service that owns the token."""
         return self.get("/user")["name"]

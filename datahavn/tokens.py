@@ -14,9 +14,14 @@ from .names import InvalidName, check_project, check_user
 
 #: Read and verify the audit trail (administrators, auditors).
 AUDIT_SCOPE = "custom:datahavn:audit"
+#: Review export requests in the airlock (output checkers).
+AIRLOCK_REVIEW_SCOPE = "custom:datahavn:airlock-review"
+#: Output checkers are the members of this hub group (and the users the configuration names).
+CHECKER_GROUP = "datahavn-airlock-checkers"
 #: The custom scopes the hub defines, with what they allow.
 CUSTOM_SCOPES = {
     AUDIT_SCOPE: {"description": "Read and verify the Datahavn audit trail."},
+    AIRLOCK_REVIEW_SCOPE: {"description": "Review (approve, reject, return, release) airlock export requests."},
 }
 
 #: A single-user server's own token carries exactly one scope of this form.

@@ -66,6 +66,8 @@ HANDLERS = {
     f"{_JS}.services.api.handlers.PathResolverHandler": "GET",
     f"{_JS}.services.events.handlers.SubscribeWebsocket": "GET",
     "jupyter_lsp.handlers.LanguageServersHandler": "GET",
+    # export requests, forwarded to the airlock with the server's token (extensions/airlock.py)
+    "datahavn.extensions.airlock.AirlockRequestsHandler": "GET POST",
     # JupyterHub's sign-in and sign-out of this server
     "jupyterhub.singleuser.extension.JupyterHubOAuthCallbackHandler": "GET",
     "jupyterhub.singleuser.extension.JupyterHubLogoutHandler": "GET",

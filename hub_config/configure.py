@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from datahavn.tokens import AUDIT_SCOPE, CUSTOM_SCOPES
+from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE, CHECKER_GROUP, CUSTOM_SCOPES
 
 from . import grants_api
+from .airlock.home import exports_of
 from .audit import hub as audit_hub
 from .audit.store import AuditStore
 from .projects import user_projects
@@ -37,12 +38,20 @@ def audit_service(url: str, **fields) -> dict:
             "oauth_client_allowed_scopes": [AUDIT_SCOPE], **fields}  # fmt: skip
 
 
+def airlock_service(url: str, **fields) -> dict:
+    """The ``datahavn-airlock`` service entry: its page's OAuth token carries the checker and auditor scopes."""
+    return {"name": "datahavn-airlock", "url": url, "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": [AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE], **fields}  # fmt: skip
+
+
 def configure(c, *, spawner_class, poll_interval: int, store: AuditStore, audit: dict, auditors,
-              auditor_services=(), services=(), roles=()) -> None:  # fmt: skip
+              auditor_services=(), services=(), roles=(), airlock: dict | None = None,
+              checkers=()) -> None:  # fmt: skip
     """Datahavn's hub: one server per (user, project), the grant rule, the home page, roles, the audit trail.
 
-    ``audit`` is the ``datahavn-audit`` service entry (:func:`audit_service`); ``services``
-    and ``roles`` are the platform's own additions.
+    ``audit`` is the ``datahavn-audit`` service entry (:func:`audit_service`), ``airlock`` the
+    ``datahavn-airlock`` one (:func:`airlock_service`, with ``checkers`` named in config);
+    ``services`` and ``roles`` are the platform's own additions.
     """
     hub = c.JupyterHub
     # -- one server per (user, project): server name = project name
@@ -61,18 +70,24 @@ def configure(c, *, spawner_class, poll_interval: int, store: AuditStore, audit:
     hub.template_vars = {
         # called for every page, the login page too (user is None there)
         "datahavn_projects": lambda user: user_projects(user.db, user.name) if user else [],
+        # the user's export requests and their states (the airlock's tables, beside the audit store)
+        "datahavn_exports": lambda user: exports_of(store.engine, user.name) if user and airlock else [],
     }
 
     # -- roles (roles.py): researchers cannot mint tokens; tokens come only from the hub, one per server
     hub.custom_scopes = {**existing(c, "custom_scopes", dict), **CUSTOM_SCOPES}
-    hub.load_roles = [*existing(c, "load_roles", list), *hub_roles(auditors, auditor_services), *roles]
+    hub.load_roles = [*existing(c, "load_roles", list),
+                      *hub_roles(auditors, auditor_services, list(checkers) if airlock else None), *roles]  # fmt: skip
+    if airlock:
+        # the checkers' group, for `datahavn airlock checker add|remove` (strictly added: members stay)
+        hub.load_groups = {**existing(c, "load_groups", dict), CHECKER_GROUP: {"users": []}}
 
     # -- grants in one step (no lost update between two administrators), recorded before they are made
     hub.extra_handlers = [*existing(c, "extra_handlers", list), (grants_api.ROUTE, grants_api.ProjectGrantHandler)]
 
     # -- the audit trail: a service owns the store; the hub records its own events into the same sequence,
     #    and a change the store cannot take is not made (503)
-    hub.services = [*existing(c, "services", list), audit, *services]
+    hub.services = [*existing(c, "services", list), audit, *([airlock] if airlock else []), *services]
     audit_hub.configure(store)
     audit_hub.install_fail_closed()
     hub.tornado_settings = {**existing(c, "tornado_settings", dict), "log_function": audit_hub.log_function}

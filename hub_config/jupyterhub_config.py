@@ -12,7 +12,7 @@ from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
 from datahavn.hub_config.audit import hub as audit_hub
 from datahavn.hub_config.audit.store import open_store
-from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, audit_service, configure, python_module
+from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure, python_module
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawners.local import ProjectSpawner
 from datahavn.hub_config.spawners.provision import ensure_state
@@ -69,6 +69,12 @@ audit = audit_service(
         },
     },
 )
+# -- the airlock (root: it copies requested files out of workspaces into the root-only airlock/ store)
+airlock = airlock_service(
+    f"http://127.0.0.1:{s.airlock_port}",
+    command=python_module("datahavn.hub_config.airlock.service"),
+    environment={"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url},
+)
 admin_services = [{"name": "datahavn-admin", "api_token": s.admin_token}] if s.admin_token else []
 configure(
     c,
@@ -80,12 +86,15 @@ configure(
     auditor_services=[x["name"] for x in admin_services],
     services=admin_services,
     roles=[{"name": "admin", "services": ["datahavn-admin"]}] if admin_services else [],
+    airlock=airlock,
+    checkers=s.checkers,
 )
 
 # -- workspaces: local processes as (user, project) accounts
 c.ProjectSpawner.state_dir = str(lay.root)
 c.ProjectSpawner.python_env = s.user_env
 c.ProjectSpawner.audit_url = audit_url
+c.ProjectSpawner.airlock_url = airlock["url"]
 # a new workspace starts with the example notebook (allele frequencies, SFS, PCA, association)
 c.ProjectSpawner.workspace_seed = [str(files("datahavn.kernels") / "example.ipynb")]
 # every workspace's resources (cgroups) and its kernels' box; per project: c.ProjectSpawner.project_limits

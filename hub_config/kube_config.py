@@ -11,7 +11,7 @@
 import os
 
 from datahavn.hub_config.audit.store import open_store
-from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, audit_service, configure
+from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure
 from datahavn.hub_config.settings import poll_interval
 from datahavn.hub_config.spawners.kube import DEFAULT_SETTINGS, KubeProjectSpawner, load_settings
 
@@ -23,9 +23,16 @@ settings = load_settings(settings_path)
 
 # dask-gateway: registered by the chart as the hub service "dask-gateway" (token from the hub's
 # Secret); reachable at /services/dask-gateway/, and allowed to read projects' grants
-gateway_roles = []
+extra_roles = []
 if settings.gateway is not None:
-    gateway_roles.append({"name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"]})
+    extra_roles.append({"name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"]})
+
+# the airlock (the chart's airlock Deployment, unless airlock.enabled is false): the one reviewed way
+# out of a project, at /services/datahavn-airlock/, its token from the chart's datahavn-airlock Secret;
+# output checkers are airlock.checkers and the members of the checkers' group (`datahavn airlock checker add`)
+airlock = None
+if settings.airlock_url is not None:
+    airlock = airlock_service(settings.airlock_url, api_token=os.environ["DATAHAVN_AIRLOCK_API_TOKEN"])
 
 # the audit service runs in its own pod (the chart's audit Deployment); the hub records its own
 # events into the same PostgreSQL store, with the key from the chart's Secret
@@ -36,7 +43,9 @@ configure(
     store=open_store(settings.layout, os.environ["DATAHAVN_AUDIT_DB_URL"], busy_timeout=HUB_STORE_TIMEOUT),
     audit=audit_service(settings.audit_url, api_token=os.environ["DATAHAVN_AUDIT_API_TOKEN"]),
     auditors=list(settings.auditors),
-    roles=gateway_roles,
+    roles=extra_roles,
+    airlock=airlock,
+    checkers=settings.checkers,
 )
 if settings.gateway is not None:
     for service in c.JupyterHub.services:

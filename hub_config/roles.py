@@ -8,7 +8,7 @@ come only from the hub, one per server.
 
 from __future__ import annotations
 
-from datahavn.tokens import AUDIT_SCOPE
+from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE, CHECKER_GROUP
 
 USER_SCOPES = [
     "read:users!user",
@@ -18,15 +18,27 @@ USER_SCOPES = [
     "read:shares!user",
     "users:shares!user",
 ]
+#: with an airlock, the researchers' way to its page: their own export requests, downloads once released
+AIRLOCK_ACCESS = "access:services!service=datahavn-airlock"
 
 
-def hub_roles(auditors, auditor_services=()) -> list[dict]:
-    """``user`` (researchers), the audit service's (no scopes) and ``datahavn-auditor``."""
-    return [
+
+def hub_roles(auditors, auditor_services=(), checkers=None) -> list[dict]:
+    """``user`` (researchers), the services' (no scopes), ``datahavn-auditor``, and with an airlock
+    (``checkers`` not None) ``datahavn-airlock-checker``."""
+    roles = [
         {"name": "user", "description": "Researchers: their own servers, no API tokens of their own",
-         "scopes": list(USER_SCOPES)},
+         "scopes": [*USER_SCOPES, *([AIRLOCK_ACCESS] if checkers is not None else [])]},
         # least privilege: the service identifies tokens through the hub and needs no scopes of its own
         {"name": "datahavn-audit", "scopes": [], "services": ["datahavn-audit"]},
         {"name": "datahavn-auditor", "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"],
          "users": list(auditors), "services": list(auditor_services)},
     ]
+    if checkers is not None:
+        roles += [
+            {"name": "datahavn-airlock", "scopes": [], "services": ["datahavn-airlock"]},
+            {"name": "datahavn-airlock-checker", "description": "Output checkers: review airlock export requests",
+             "scopes": [AIRLOCK_REVIEW_SCOPE, AIRLOCK_ACCESS],
+             "users": list(checkers), "groups": [CHECKER_GROUP]},
+        ]
+    return roles

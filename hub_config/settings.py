@@ -72,6 +72,9 @@ class Settings:
     proxy_api_port: int = 8001
     poll_interval: int = 10
     audit_port: int = 8002
+    airlock_port: int = 8003
+    #: output checkers named in configuration (more by `datahavn airlock checker add`)
+    checkers: tuple[str, ...] = ()
     audit_db_url: str = field(default="", repr=False)
     user_env: str = DEFAULT_USER_ENV
     admin_token: str = field(default="", repr=False)
@@ -96,6 +99,8 @@ class Settings:
             proxy_api_port=env_int(env, "DATAHAVN_PROXY_API_PORT", 8001),
             poll_interval=poll_interval(env),
             audit_port=env_int(env, "DATAHAVN_AUDIT_PORT", 8002),
+            airlock_port=env_int(env, "DATAHAVN_AIRLOCK_PORT", 8003),
+            checkers=tuple(n for n in env.get("DATAHAVN_AIRLOCK_CHECKERS", "").replace(",", " ").split() if n),
             audit_db_url=env.get("DATAHAVN_AUDIT_DB_URL", ""),
             user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),
             admin_token=token,

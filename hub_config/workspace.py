@@ -29,8 +29,9 @@ def project_env(layout: Layout, user: str, project: str, account: str) -> dict[s
     }
 
 
-def server_env(layout: Layout, user: str, project: str, account: str, uid: int, audit_url: str) -> dict[str, str]:
-    """The server's environment: the project's, the root-owned Jupyter config, the audit service."""
+def server_env(layout: Layout, user: str, project: str, account: str, uid: int, audit_url: str,
+               airlock_url: str = "") -> dict[str, str]:  # fmt: skip
+    """The server's environment: the project's, the root-owned Jupyter config, the audit and airlock services."""
     ws = layout.workspace(project, user)
     env = project_env(layout, user, project, account)
     env.update(
@@ -42,6 +43,8 @@ def server_env(layout: Layout, user: str, project: str, account: str, uid: int, 
         JUPYTER_RUNTIME_DIR=runtime_dir(uid),
         DATAHAVN_AUDIT_URL=audit_url.rstrip("/") + "/services/datahavn-audit/",
     )
+    if airlock_url:
+        env["DATAHAVN_AIRLOCK_URL"] = airlock_url.rstrip("/") + "/services/datahavn-airlock/"
     return env
 
 

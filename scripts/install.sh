@@ -67,6 +67,46 @@ etc="$USER_ENV/etc/datahavn"
 rm -rf "$etc"
 mkdir -p "$etc/ipython/profile_default"/{startup,security,log,pid} "$etc/dask" "$etc/jupyter" "$etc/matplotlib"
 (cd / && MPLCONFIGDIR="$etc/matplotlib" "$USER_ENV/bin/python" -I -c "import matplotlib.font_manager")
+
+# --- the airlock's JupyterLab extension (labextension/: "Request export…", the "Export requests" panel) ---
+# Built with the users' environment's own builder against its own JupyterLab, installed prebuilt into
+# $USER_ENV/share/jupyter/labextensions/@datahavn/airlock. Each step is skipped when nothing changed:
+# `npm ci` (only the builder, pinned by package-lock.json) when the lock changed, the build when the sources,
+# the lock or JupyterLab changed, the copy when the installed files already match.
+ext_src="$REPO/labextension"
+ext_dest="$USER_ENV/share/jupyter/labextensions/@datahavn/airlock"
+# JupyterLab's core package.json, found without importing jupyterlab (1 s)
+lab_core=$("$USER_ENV/bin/python" -I -c "import importlib.util as u, os; print(os.path.join(\
+u.find_spec('jupyterlab').submodule_search_locations[0], 'staging', 'package.json'))")
+ext_deps=$(cd "$ext_src" && cat package.json package-lock.json .npmrc | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ext_src/node_modules/.datahavn-deps" 2>/dev/null)" != "$ext_deps" ]; then
+  log "npm ci in labextension/ (the lab extension's builder)"
+  (cd "$ext_src" && npm ci --no-fund --no-audit --ignore-scripts --loglevel=error >/dev/null)
+  echo "$ext_deps" >"$ext_src/node_modules/.datahavn-deps"
+fi
+ext_hash=$(cd "$ext_src" && { echo "$ext_deps"; sha256sum "$lab_core" install.json;
+  find src style -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ext_src/dist/.datahavn-source" 2>/dev/null)" != "$ext_hash" ] || [ ! -f "$ext_src/dist/package.json" ]; then
+  log "building the lab extension @datahavn/airlock"
+  # jupyter-builder is what `jupyter labextension build` delegates to (found on PATH, hence the env first)
+  if ! out=$(cd "$ext_src" && PATH="$USER_ENV/bin:$PATH" "$USER_ENV/bin/jupyter-builder" build \
+    --core-package-file="$lab_core" . 2>&1); then
+    printf '%s\n' "$out" >&2
+    exit 1
+  fi
+  echo "$ext_hash" >"$ext_src/dist/.datahavn-source"
+fi
+if ! cmp -s "$ext_src/dist/package.json" "$ext_dest/package.json" || ! cmp -s "$ext_src/install.json" "$ext_dest/install.json" \
+  || ! diff -rq "$ext_src/dist/static" "$ext_dest/static" >/dev/null 2>&1; then
+  log "installing @datahavn/airlock into $ext_dest"
+  ext_new="$(dirname "$ext_dest")/.airlock.new"
+  rm -rf "$ext_new"
+  mkdir -p "$ext_new"
+  cp -R "$ext_src/dist/package.json" "$ext_src/dist/static" "$ext_src/install.json" "$ext_new/"
+  rm -rf "$ext_dest"
+  mv "$ext_new" "$ext_dest"
+fi
+# --- end of the airlock's JupyterLab extension ---
 chown -R root:root "$USER_ENV"
 chmod -R u+rwX,go+rX,go-w "$USER_ENV"
 chmod 755 "$(dirname "$USER_ENV")"

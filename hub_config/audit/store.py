@@ -299,52 +299,64 @@ class AuditStore:
     def append(self, event: dict) -> dict:
         return self.append_many([event])[0]
 
-    def append_many(self, events: Iterable[dict]) -> list[dict]:
-        """Append all events in one transaction: all are stored, or none."""
+    @contextmanager
+    def write_transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction holding the store's lock, for tables beside the chain whose changes
+        must be recorded with them: pass it to :meth:`append_many`, and both commit or neither."""
+        with self._tx(write=True) as conn:
+            yield conn
+
+    def append_many(self, events: Iterable[dict], conn: sa.Connection | None = None) -> list[dict]:
+        """Append all events in one transaction (``conn``'s, if given): all are stored, or none."""
         prepared = [self._prepare(e) for e in events]
         if not prepared:
             return []
+        if conn is not None:
+            return self._append(conn, prepared)
+        with self._tx(write=True) as conn:
+            return self._append(conn, prepared)
+
+    def _append(self, conn: sa.Connection, prepared: list[dict]) -> list[dict]:
         bodies: list[str] = []
         hashes: list[tuple[str, str]] = []
         try:
-            with self._tx(write=True) as conn:
-                seq, prev = self._locked_head(conn)
-                # Stamped under the lock, so that assigned times never go back as seq goes up.
-                now = format_time(datetime.now(UTC))
-                rows, cps = [], []
-                for event in prepared:
-                    seq += 1
-                    record = {**event, "seq": seq}
-                    record.setdefault("time", now)
-                    body = canonical_json(record)
-                    digest = chain_hash(prev, body)
-                    rows.append(
+            seq, prev = self._locked_head(conn)
+            # Stamped under the lock, so that assigned times never go back as seq goes up.
+            now = format_time(datetime.now(UTC))
+            rows, cps = [], []
+            for event in prepared:
+                seq += 1
+                record = {**event, "seq": seq}
+                record.setdefault("time", now)
+                body = canonical_json(record)
+                digest = chain_hash(prev, body)
+                rows.append(
+                    {
+                        "seq": seq,
+                        "time": record["time"],
+                        **{k: _index_value(record.get(k)) for k in _INDEXED},
+                        "body": body,
+                        "prev_hash": prev,
+                        "hash": digest,
+                        "mac": self._mac(digest),
+                    }
+                )
+                if self._every and seq % self._every == 0:
+                    cps.append(
                         {
                             "seq": seq,
-                            "time": record["time"],
-                            **{k: _index_value(record.get(k)) for k in _INDEXED},
-                            "body": body,
-                            "prev_hash": prev,
                             "hash": digest,
-                            "mac": self._mac(digest),
+                            "time": now,
+                            "signature": self._checkpoint_signature(seq, digest),
                         }
                     )
-                    if self._every and seq % self._every == 0:
-                        cps.append(
-                            {
-                                "seq": seq,
-                                "hash": digest,
-                                "time": now,
-                                "signature": self._checkpoint_signature(seq, digest),
-                            }
-                        )
-                    bodies.append(body)
-                    hashes.append((prev, digest))
-                    prev = digest
-                self._sql["records"].run(conn, rows)
-                if cps:
-                    self._sql["checkpoints"].run(conn, cps)
-                self._sql["move"].run(conn, {"seq": seq, "hash": prev, "signature": self._head_signature(seq, prev)})
+                bodies.append(body)
+                hashes.append((prev, digest))
+                prev = digest
+            self._sql["records"].run(conn, rows)
+            if cps:
+                self._sql["checkpoints"].run(conn, cps)
+            self._sql["move"].run(conn, {"seq": seq, "hash": prev, "signature": self._head_signature(seq, prev)})
         except sa.exc.IntegrityError as e:
             # A correctly signed head whose next seq is taken: the head was rolled back.
             raise AuditIntegrityError(f"audit store head is behind its records: {e.orig}") from e

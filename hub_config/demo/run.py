@@ -155,6 +155,7 @@ def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = No
         DATAHAVN_HUB_PORT=os.environ.get("DATAHAVN_HUB_PORT") or str(free_port()),
         DATAHAVN_PROXY_API_PORT=os.environ.get("DATAHAVN_PROXY_API_PORT") or str(free_port()),
         DATAHAVN_AUDIT_PORT=os.environ.get("DATAHAVN_AUDIT_PORT") or str(free_port()),
+        DATAHAVN_AIRLOCK_PORT=os.environ.get("DATAHAVN_AIRLOCK_PORT") or str(free_port()),
         DATAHAVN_ADMIN_TOKEN=token,
         DATAHAVN_DEMO_PASSWORD=user_password,
         DATAHAVN_DEMO_ADMIN_PASSWORD=admin_password,

@@ -76,7 +76,8 @@ def pod_project_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
 
 def pod_server_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
     """The server's environment (as on a single machine), and the chart's Dask gateway."""
-    env = server_env(settings.layout, ident.user, ident.project, ident.account, ident.uid, settings.audit_url)
+    env = server_env(settings.layout, ident.user, ident.project, ident.account, ident.uid, settings.audit_url,
+                     settings.airlock_url or "")  # fmt: skip
     # the pod is the kernels' box: their provisioner adds the command, environment and Landlock rules
     env["DATAHAVN_SANDBOX"] = "pod"
     if settings.gateway is not None:

@@ -112,6 +112,10 @@ class KubeSettings:
     gateway: GatewaySettings | None = None
     #: users who may read the audit trail (the datahavn-auditor role)
     auditors: tuple[str, ...] = ()
+    #: the airlock service's address (the hub service "datahavn-airlock"); None: no airlock
+    airlock_url: str | None = None
+    #: users who review airlock requests (the datahavn-airlock-checker role)
+    checkers: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping) -> KubeSettings:
@@ -151,6 +155,8 @@ class KubeSettings:
                 state_dir=data.get("stateDir") or POD_STATE_DIR,
                 gateway=gateway,
                 auditors=tuple(data.get("auditors") or ()),
+                airlock_url=data.get("airlockUrl") or None,
+                checkers=tuple(data.get("checkers") or ()),
             )
         except KeyError as e:
             raise KubeSettingsError(f"missing setting {e.args[0]!r}") from None

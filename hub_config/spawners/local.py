@@ -65,6 +65,11 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
         help="""URL of the datahavn-audit service (without its prefix), as servers reach it.""",
     ).tag(config=True)
 
+    airlock_url = Unicode(
+        "",
+        help="""URL of the datahavn-airlock service (without its prefix), as servers reach it (export requests).""",
+    ).tag(config=True)
+
     listen_timeout = Float(
         30,
         help="""Seconds to wait for a started server to listen before the spawn fails.""",
@@ -153,7 +158,7 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
     def get_env(self):
         env = super().get_env()
         env.update(server_env(self.layout, self.user.name, self.project, self.account.pw_name,
-                              self.account.pw_uid, self.audit_url))  # fmt: skip
+                              self.account.pw_uid, self.audit_url, self.airlock_url))  # fmt: skip
         env.update(
             PATH=f"{self.python_env}/bin:/usr/local/bin:/usr/bin:/bin",
             DATAHAVN_DASK_WORKERS=str(self.dask_workers),

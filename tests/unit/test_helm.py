@@ -215,6 +215,30 @@ AUDIT = (
     },
     tcp(8002),
 )
+AIRLOCK = (
+    {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "datahavn",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "airlock",
+            }
+        }
+    },
+    tcp(8003),
+)
+POSTGRESQL = (
+    {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "datahavn",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "postgresql",
+            }
+        }
+    },
+    tcp(5432),
+)
 TRAEFIK = (
     {
         "podSelector": {
@@ -346,6 +370,10 @@ def test_lint_values_set_every_option():
         ("jupyterhub.singleuser.networkPolicy.enabled=false", "enabled"),
         ("jupyterhub.singleuser.storage.type=dynamic", "type"),
         ("dask-gateway.gateway.backend.namespace=elsewhere", "namespace"),
+        ("airlock.checkers[0]=Not_A_User", "checkers"),
+        ("airlock.storage.sise=1Gi", "sise"),
+        ("airlock.storage.size=lots", "size"),
+        ("airlock.enabled=maybe", "enabled"),
     ],
 )
 def test_schema_refuses(chart, bad, error):
@@ -383,10 +411,13 @@ def test_hub_configuration(docs, settings):
     assert volumes["datahavn-hub-config"]["configMap"]["name"] == cm["metadata"]["name"]
     assert volumes["datahavn-audit-key"]["secret"]["secretName"] == "datahavn-audit"
     assert mounts["datahavn-audit-key"] == str(settings.layout.audit_key.parent)
-    secret = find(docs, "Secret", "datahavn-audit")
-    for env in v["extraEnv"].values():
+    secrets = {name: find(docs, "Secret", name)["data"] for name in ("datahavn-audit", "datahavn-airlock")}
+    for name, env in v["extraEnv"].items():
         ref = env["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "datahavn-audit" and ref["key"] in secret["data"]
+        assert ref["key"] in secrets[ref["name"]], name
+        # only the airlock's may be absent (airlock.enabled=false renders no datahavn-airlock Secret)
+        assert ref.get("optional", False) is (ref["name"] == "datahavn-airlock"), name
+    assert v["extraEnv"]["DATAHAVN_AIRLOCK_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "datahavn-airlock"
     # the settings the hub and the gateway read
     assert sorted(settings.projects) == ["brca", "cardio", "rare_dis"]
     assert settings.project("brca").gid == 20001 and settings.project("cardio").gid == kube.derived_gid("cardio")
@@ -396,6 +427,8 @@ def test_hub_configuration(docs, settings):
     assert settings.gateway.image == "registry.example.org/datahavn/k8s-singleuser:0.1.0"
     assert settings.audit_url == f"http://datahavn-audit.{NAMESPACE}:8002"
     assert settings.auditors == ("auditor", "admin")
+    assert settings.airlock_url == f"http://datahavn-airlock.{NAMESPACE}:8003"
+    assert settings.checkers == ("checker1", "checker2")
     # dask-gateway runs Datahavn's configuration and may read these settings, nothing more
     dg = values()["dask-gateway"]["gateway"]
     assert "configure(c)" in dg["extraConfig"]["datahavn"] and dg["auth"]["type"] == "jupyterhub"
@@ -408,8 +441,9 @@ def test_hub_configuration(docs, settings):
 
 def test_project_volumes(docs, settings):
     pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
-    assert sorted(pvcs) == ["datahavn-brca-datasets", "datahavn-brca-workspaces", "datahavn-cardio-workspaces",
-                            "datahavn-rare-dis-datasets"]  # fmt: skip
+    # the projects' claims, and the airlock's own (test_airlock_claim_service_and_secret)
+    assert sorted(pvcs) == ["datahavn-airlock", "datahavn-brca-datasets", "datahavn-brca-workspaces",
+                            "datahavn-cardio-workspaces", "datahavn-rare-dis-datasets"]  # fmt: skip
     assert all(p["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for p in pvcs.values())
     assert pvcs["datahavn-brca-datasets"]["spec"]["volumeName"] == "brca-datasets-nfs"
     claims = {(p.name, p.datasets_claim, p.workspaces_claim) for p in settings.projects.values()}
@@ -426,7 +460,7 @@ def test_project_volumes(docs, settings):
 def test_user_servers_reach_only_the_listed_targets(docs, settings):
     for user, project in [("alice", "brca"), ("bob", "cardio"), ("carol", "rare_dis")]:
         pod = server_pod(settings, user, project)
-        assert_confined(docs, pod, [HUB, AUDIT, TRAEFIK, DNS])
+        assert_confined(docs, pod, [HUB, AUDIT, AIRLOCK, TRAEFIK, DNS])
     # zero-to-jupyterhub's own policy for them adds nothing but the hub and DNS in kube-system
     netpol = values()["jupyterhub"]["singleuser"]["networkPolicy"]
     assert netpol["enabled"] is True and netpol["egress"] == []
@@ -439,7 +473,9 @@ def test_user_servers_reach_only_the_listed_targets(docs, settings):
         "privateIPs": False,
     }
     # and a pod KubeSpawner starts without our labels is confined all the same
-    assert_confined(docs, {"metadata": {"labels": {"component": "singleuser-server"}}}, [HUB, AUDIT, TRAEFIK, DNS])
+    assert_confined(
+        docs, {"metadata": {"labels": {"component": "singleuser-server"}}}, [HUB, AUDIT, AIRLOCK, TRAEFIK, DNS]
+    )
 
 
 def test_dask_pods_reach_only_their_project(docs, settings):
@@ -474,11 +510,16 @@ def test_no_pod_mounts_another_projects_volume(docs, settings):
             assert not any("hostPath" in v or "nfs" in v for v in pod["spec"].get("volumes", []))
             datasets = [v for v in pod["spec"].get("volumes", []) if v["name"] == "datasets"]
             assert all(v["persistentVolumeClaim"]["readOnly"] is True for v in datasets)
-    # and the chart's own pods mount no project's
+    # and the chart's own pods mount no project's, but the airlock, which mounts every one read-only
+    # (test_airlock_mounts_every_project_read_only)
     for doc in docs:
         if doc["kind"] in ("Deployment", "StatefulSet"):
             for v in doc["spec"]["template"]["spec"].get("volumes", []):
-                assert v.get("persistentVolumeClaim", {}).get("claimName") not in all_claims
+                claim = v.get("persistentVolumeClaim", {})
+                if doc["metadata"]["name"] == "datahavn-airlock" and claim.get("claimName") in all_claims:
+                    assert claim["readOnly"] is True, v
+                    continue
+                assert claim.get("claimName") not in all_claims, (doc["metadata"]["name"], v)
 
 
 def _containers(spec: dict) -> list[dict]:
@@ -487,7 +528,11 @@ def _containers(spec: dict) -> list[dict]:
 
 def test_pods_run_as_non_root_without_service_account_tokens(docs, settings):
     pods = [d["spec"]["template"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
-    assert len(pods) == 2  # the audit service and PostgreSQL
+    # the audit service, PostgreSQL and the airlock; the airlock runs as root on purpose, with one
+    # capability (test_airlock_runs_as_root_with_one_capability); every other pod does not
+    assert len(pods) == 3
+    pods = [p for p in pods if p["metadata"]["labels"]["app.kubernetes.io/component"] != "airlock"]
+    assert len(pods) == 2
     pods += [server_pod(settings, "alice", "brca"), *dask_pods(settings, "alice", "brca")]
     for pod in pods:
         spec = pod["spec"]
@@ -527,6 +572,319 @@ def test_audit_service_and_its_database(chart, docs):
     assert base64.b64decode(ext_secret["db-url"]).decode() == "postgresql+psycopg://u:p@db.example.org:5432/audit"
 
 
+# --- the airlock ---------------------------------------------------------------------------
+
+
+def airlock_pod(docs) -> dict:
+    return find(docs, "Deployment", "datahavn-airlock")["spec"]["template"]
+
+
+def ingress_rules(docs, labels: dict) -> list[dict]:
+    """Every ingress allowance that applies to a pod with ``labels``; fails if none confines it."""
+    policies = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and "Ingress" in d["spec"].get("policyTypes", [])
+        and selects(d["spec"]["podSelector"], labels)
+    ]
+    assert policies, f"no NetworkPolicy confines the ingress of pods labelled {labels}"
+    return [rule for p in policies for rule in p["spec"].get("ingress") or []]
+
+
+def admits(docs, target: dict, source: dict, port: int) -> bool:
+    """Whether a pod labelled ``source`` may open TCP ``port`` on a pod labelled ``target`` (same namespace)."""
+    for rule in ingress_rules(docs, target):
+        ports = rule.get("ports")
+        if ports is not None and {"protocol": "TCP", "port": port} not in ports:
+            continue
+        for peer in rule.get("from") or []:
+            if set(peer) == {"podSelector"} and selects(peer["podSelector"], source):
+                return True
+    return False
+
+
+def hub_config(tmp_path, monkeypatch, docs, airlock_token: str | None = "airlock-token"):
+    """The hub's configuration, as zero-to-jupyterhub's hub loads it: kube_config.py on the render's settings.
+
+    ``airlock_token``: the hub's DATAHAVN_AIRLOCK_API_TOKEN (from the datahavn-airlock Secret), None if absent.
+    """
+    from traitlets.config import Config
+
+    from datahavn.hub_config.audit import hub as audit_hub
+
+    data = json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    data["stateDir"] = str(tmp_path)  # the audit store's key, not /srv/datahavn
+    (tmp_path / "hub" / "secrets").mkdir(parents=True)
+    (tmp_path / "hub" / "secrets" / "audit-key").write_text("ab" * 32)
+    (tmp_path / "datahavn.json").write_text(json.dumps(data))
+    monkeypatch.setenv("DATAHAVN_SETTINGS", str(tmp_path / "datahavn.json"))
+    monkeypatch.setenv("DATAHAVN_AUDIT_API_TOKEN", "audit-token")
+    monkeypatch.setenv("DATAHAVN_AUDIT_DB_URL", f"sqlite:///{tmp_path}/audit.sqlite")
+    if airlock_token is None:
+        monkeypatch.delenv("DATAHAVN_AIRLOCK_API_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("DATAHAVN_AIRLOCK_API_TOKEN", airlock_token)
+    c = Config()
+    source = CHART / "files" / "kube_config.py"
+    try:
+        exec(compile(source.read_text(), str(source), "exec"), {"get_config": lambda: c, "__file__": str(source)})
+    finally:
+        store, audit_hub._store = audit_hub._store, None
+        if store is not None:
+            store.close()
+    return c.JupyterHub
+
+
+def test_airlock_deployment_environment(docs, settings):
+    pod = airlock_pod(docs)
+    assert find(docs, "Deployment", "datahavn-airlock")["spec"]["strategy"] == {"type": "Recreate"}
+    # the hub's own NetworkPolicy (zero-to-jupyterhub's) lets it in to ask who a token belongs to
+    assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["python3", "-m", "datahavn.hub_config.airlock.service"]
+    assert container["image"] == "registry.example.org/datahavn/k8s-hub:0.1.0"
+    assert container["ports"] == [{"name": "http", "containerPort": 8003}]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert len(env) == len(container["env"])  # no name twice
+    assert env == {
+        "DATAHAVN_STATE_DIR": str(settings.layout.root),
+        "DATAHAVN_AIRLOCK_DIR": str(settings.layout.airlock),
+        "DATAHAVN_AIRLOCK_PORT": "8003",
+        # the audit service's database, from the same Secret
+        "DATAHAVN_AUDIT_DB_URL": {"secretKeyRef": {"name": "datahavn-audit", "key": "db-url"}},
+        "JUPYTERHUB_API_TOKEN": {"secretKeyRef": {"name": "datahavn-airlock", "key": "api-token"}},
+        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_NAME": "datahavn-airlock",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/datahavn-airlock/",
+        "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8003",
+        "JUPYTERHUB_CLIENT_ID": "service-datahavn-airlock",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/datahavn-airlock/oauth_callback",
+    }
+    # the same hub-service variables as the audit service's, with its own values
+    (audit,) = find(docs, "Deployment", "datahavn-audit")["spec"]["template"]["spec"]["containers"]
+    hub_vars = {e["name"] for e in audit["env"] if e["name"].startswith("JUPYTERHUB_")}
+    assert hub_vars == {name for name in env if name.startswith("JUPYTERHUB_")}
+
+
+@pytest.mark.parametrize(
+    "sets, image",
+    [
+        # no image of its own: the hub's, which holds datahavn (as the audit service's)
+        (("airlock.image.name=", "jupyterhub.hub.image.tag=v9"), "registry.example.org/datahavn/k8s-hub:v9"),
+        (("airlock.image.name=reg/airlock", "airlock.image.tag=v2"), "reg/airlock:v2"),
+        (("airlock.image.name=reg/airlock", "airlock.image.tag="), "reg/airlock"),
+    ],
+)
+def test_airlock_image(chart, sets, image):
+    (container,) = airlock_pod(render(chart, *sets))["spec"]["containers"]
+    assert container["image"] == image
+
+
+def test_airlock_mounts_every_project_read_only(docs, settings):
+    spec = airlock_pod(docs)["spec"]
+    (container,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert len(volumes) == len(spec["volumes"])
+    mounts = container["volumeMounts"]
+    by_path = {m["mountPath"]: m for m in mounts}
+    assert len(by_path) == len(mounts)
+    lay = settings.layout
+    # its own store, read-write; the audit store's HMAC key where the audit service and the hub have it
+    store = by_path[str(lay.airlock)]
+    assert not store.get("readOnly") and "subPath" not in store
+    assert volumes[store["name"]]["persistentVolumeClaim"] == {"claimName": "datahavn-airlock"}
+    key = by_path[str(lay.audit_key.parent)]
+    assert key["readOnly"] is True
+    assert volumes[key["name"]]["secret"]["secretName"] == "datahavn-audit"
+    assert volumes[key["name"]]["secret"]["items"] == [{"key": "audit-key", "path": lay.audit_key.name}]
+    # every project's folders, at the paths a workspace pod has them (kube.project_volumes), all read-only
+    project_mounts = [m for m in mounts if m["mountPath"].startswith(f"{lay.projects}/")]
+    for project, p in settings.projects.items():
+        pod_volumes, pod_mounts = kube.project_volumes(settings, project)
+        claim_of = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod_volumes}
+        assert set(claim_of.values()) == {p.datasets_claim, p.workspaces_claim}
+        for want in pod_mounts:
+            got = by_path[want["mountPath"]]
+            assert got.get("subPath") == want.get("subPath"), want
+            assert volumes[got["name"]]["persistentVolumeClaim"]["claimName"] == claim_of[want["name"]], want
+    assert len(project_mounts) == 3 * len(settings.projects)
+    for m in project_mounts:
+        assert m["readOnly"] is True, m
+        assert volumes[m["name"]]["persistentVolumeClaim"]["readOnly"] is True, m
+    # and nothing else: no host path, no other claim, no other Secret
+    claims = {p.datasets_claim for p in settings.projects.values()} | {
+        p.workspaces_claim for p in settings.projects.values()
+    }
+    for v in spec["volumes"]:
+        assert set(v) - {"name"} <= {"persistentVolumeClaim", "secret", "emptyDir"}, v
+        if "persistentVolumeClaim" in v:
+            assert v["persistentVolumeClaim"]["claimName"] in claims | {"datahavn-airlock"}, v
+    writable = {m["mountPath"] for m in mounts if not m.get("readOnly")}
+    assert writable == {str(lay.airlock), "/tmp"}
+
+
+def test_airlock_runs_as_root_with_one_capability(docs):
+    spec = airlock_pod(docs)["spec"]
+    assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }  # no fsGroup: the kubelet would give the projects' volumes to its group
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]},
+    }
+    assert container["resources"] == values()["airlock"]["resources"]
+
+
+def test_airlock_claim_service_and_secret(docs):
+    import base64
+
+    pvc = find(docs, "PersistentVolumeClaim", "datahavn-airlock")
+    assert pvc["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "standard",
+        "resources": {"requests": {"storage": "20Gi"}},
+    }
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    service = find(docs, "Service", "datahavn-airlock")["spec"]
+    assert service["ports"] == [{"name": "http", "port": 8003, "targetPort": "http", "protocol": "TCP"}]
+    assert selects({"matchLabels": service["selector"]}, airlock_pod(docs)["metadata"]["labels"])
+    # the Service selects the airlock alone, not the audit service
+    audit = find(docs, "Deployment", "datahavn-audit")["spec"]["template"]["metadata"]["labels"]
+    assert not selects({"matchLabels": service["selector"]}, audit)
+    secret = find(docs, "Secret", "datahavn-airlock")["data"]
+    assert {k: base64.b64decode(v).decode() for k, v in secret.items()} == {
+        "api-token": yaml.safe_load(LINT_VALUES.read_text())["airlock"]["apiToken"]
+    }
+
+
+def test_airlock_network_policies(chart, docs, settings):
+    pod = airlock_pod(docs)
+    labels = pod["metadata"]["labels"]
+    policy = find(docs, "NetworkPolicy", "datahavn-airlock")["spec"]
+    assert selects(policy["podSelector"], labels) and policy["policyTypes"] == ["Ingress", "Egress"]
+    # in: user servers (their server's token), the proxy (checkers' page), the hub; on 8003 only
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {"podSelector": {"matchLabels": {"component": "singleuser-server"}}},
+                {"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "proxy"}}},
+                HUB[0],
+            ],
+            "ports": tcp(8003),
+        }
+    ]
+    assert admits(docs, labels, server_pod(settings, "alice", "brca")["metadata"]["labels"], 8003)
+    assert not admits(docs, labels, dask_pods(settings, "alice", "brca")[1]["metadata"]["labels"], 8003)
+    assert not admits(
+        docs, labels, find(docs, "Deployment", "datahavn-audit")["spec"]["template"]["metadata"]["labels"], 8003
+    )
+    # out: the hub API, the audit store's database and DNS; nothing else
+    assert_confined(docs, pod, [HUB, POSTGRESQL, DNS])
+    rules = egress_rules(docs, labels)
+    for target in (HUB, POSTGRESQL, DNS):
+        assert {"to": [target[0]], "ports": target[1]} in rules, target
+    # and the chart's PostgreSQL lets it in (NetworkPolicies add up), still with no way out
+    postgres = find(docs, "StatefulSet", "datahavn-postgresql")["spec"]["template"]["metadata"]["labels"]
+    assert admits(docs, postgres, labels, 5432)
+    extra = find(docs, "NetworkPolicy", "datahavn-postgresql-from-airlock")["spec"]
+    assert extra["policyTypes"] == ["Ingress"] and "egress" not in extra
+    assert not admits(docs, postgres, server_pod(settings, "alice", "brca")["metadata"]["labels"], 5432)
+    # an external database: there, and no PostgreSQL policy of ours
+    external = render(chart, "audit.externalDatabase.url=postgresql+psycopg://u:p@db.example.org:5432/audit")
+    egress = find(external, "NetworkPolicy", "datahavn-airlock")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": tcp(5432)} in egress
+    assert POSTGRESQL[0] not in [peer for rule in egress for peer in rule["to"]]
+    assert not [d for d in external if d["kind"] == "NetworkPolicy" and "postgresql" in d["metadata"]["name"]]
+
+
+def test_user_servers_may_reach_the_airlock(docs, settings):
+    target = airlock_pod(docs)
+    (container,) = target["spec"]["containers"]
+    port = container["ports"][0]["containerPort"]
+    workspaces = find(docs, "NetworkPolicy", "datahavn-workspaces")["spec"]
+    rules = [
+        r
+        for r in workspaces["egress"]
+        if {"protocol": "TCP", "port": port} in r.get("ports", [])
+        and any(selects(peer.get("podSelector", {}), target["metadata"]["labels"]) for peer in r["to"])
+    ]
+    assert rules == [{"to": [AIRLOCK[0]], "ports": AIRLOCK[1]}]
+    for project in settings.projects:
+        assert {"to": [AIRLOCK[0]], "ports": AIRLOCK[1]} in egress_rules(
+            docs, server_pod(settings, "alice", project)["metadata"]["labels"]
+        )
+
+
+def test_hub_registers_the_airlock_and_its_checkers(docs, tmp_path, monkeypatch):
+    from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE
+
+    hub = hub_config(tmp_path, monkeypatch, docs)
+    services = {s["name"]: s for s in hub.services}
+    assert services["datahavn-airlock"] == {
+        "name": "datahavn-airlock",
+        "url": f"http://datahavn-airlock.{NAMESPACE}:8003",
+        "api_token": "airlock-token",
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE],
+    }
+    assert AIRLOCK_REVIEW_SCOPE == "custom:datahavn:airlock-review" and AIRLOCK_REVIEW_SCOPE in hub.custom_scopes
+    roles = {r["name"]: r for r in hub.load_roles}
+    assert roles["datahavn-airlock-checker"] == {
+        "name": "datahavn-airlock-checker",
+        "description": "Output checkers: review airlock export requests",
+        "scopes": ["custom:datahavn:airlock-review", "access:services!service=datahavn-airlock"],
+        "users": ["checker1", "checker2"],
+        "groups": ["datahavn-airlock-checkers"],  # `datahavn airlock checker add` adds to it
+    }
+    # with an airlock, researchers reach its page (their requests, their downloads)
+    assert "access:services!service=datahavn-airlock" in roles["user"]["scopes"]
+    # researchers do not review: the scope is the checkers' only
+    holders = [name for name, r in roles.items() if AIRLOCK_REVIEW_SCOPE in r.get("scopes", [])]
+    assert holders == ["datahavn-airlock-checker"]
+    assert len([s for s in hub.services if s["name"] == "datahavn-airlock"]) == 1
+
+
+def test_airlock_requires_its_token(chart):
+    result = helm(
+        "template", RELEASE, str(chart), "-n", NAMESPACE, "--kube-version", kube_version(),
+        "-f", str(LINT_VALUES), "--set", "airlock.apiToken=",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "airlock.apiToken is required" in result.stderr and "openssl rand" in result.stderr
+
+
+def test_without_airlock(chart, tmp_path, monkeypatch):
+    import kubernetes_validate
+
+    # no token needed then
+    docs = render(chart, "airlock.enabled=false", "airlock.apiToken=")
+    for doc in docs:
+        kubernetes_validate.validate(doc, kube_version(), strict=True)
+    assert not [d for d in docs if "airlock" in d["metadata"]["name"]]
+    assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "airlock"]
+    assert "8003" not in yaml.safe_dump(docs)
+    settings = kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
+    assert settings.airlock_url is None and settings.checkers == ()
+    assert_confined(docs, server_pod(settings, "alice", "brca"), [HUB, AUDIT, TRAEFIK, DNS])
+    # the hub registers no airlock and no checker role (and needs no airlock token)
+    hub = hub_config(tmp_path, monkeypatch, docs, airlock_token=None)
+    assert "datahavn-airlock" not in {s["name"] for s in hub.services}
+    assert "datahavn-airlock-checker" not in {r["name"] for r in hub.load_roles}
+
+
 def test_without_dask_gateway(chart):
     docs = render(chart, "dask-gateway.enabled=false")
     assert not [d for d in docs if "dask" in d["metadata"]["name"]]
@@ -534,7 +892,7 @@ def test_without_dask_gateway(chart):
         json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
     )
     assert settings.gateway is None
-    assert_confined(docs, server_pod(settings, "alice", "brca"), [HUB, AUDIT, DNS])
+    assert_confined(docs, server_pod(settings, "alice", "brca"), [HUB, AUDIT, AIRLOCK, DNS])
 
 
 def test_readme_minimal_values_install(chart):
@@ -545,4 +903,5 @@ def test_readme_minimal_values_install(chart):
     docs = render(chart, values=(example,))
     for doc in docs:
         kubernetes_validate.validate(doc, kube_version(), strict=True)
-    assert {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"} == {"datahavn-brca-workspaces"}
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert claims == {"datahavn-brca-workspaces", "datahavn-airlock"}
