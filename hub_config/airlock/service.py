@@ -77,12 +77,21 @@ class Base(web.RequestHandler):
         self.finish(data)
 
 
+def _message(exc, reason: str) -> str:
+    if isinstance(exc, Refused):
+        return str(exc)
+    if exc is not None and not isinstance(exc, web.HTTPError):
+        # nothing half-done stays: a request's rows, records and snapshot commit together
+        return f"the airlock failed ({type(exc).__name__}); nothing was changed; its log says why"
+    return getattr(exc, "log_message", None) or reason
+
+
 class ApiHandler(Base):
     """Token callers: a server (its own token) or a person (their token, the CLI's)."""
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None))[1]
-        message = str(exc) if isinstance(exc, Refused) else getattr(exc, "log_message", None) or self._reason
+        message = _message(exc, self._reason)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
@@ -166,8 +175,7 @@ class PageBase(HubOAuthenticated, Base):
         return Actor.from_model(self.current_user)
 
     def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        message = str(exc) if isinstance(exc, Refused) else getattr(exc, "log_message", None) or self._reason
+        message = _message(kwargs.get("exc_info", (None, None))[1], self._reason)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(render_message(status_code, message, self.settings["prefix"]))
 

@@ -88,13 +88,16 @@ async def run(kernel, code: str) -> str:
 
 async def write_tables(kernel, n: int, prefix: str = "t") -> list[str]:
     """``n`` small aggregate tables with different contents (an open request's files cannot be requested twice)."""
-    await run(kernel, f"""
+    await run(
+        kernel,
+        f"""
 import csv, secrets
 for i in range({n}):
     with open(f"{prefix}{{i}}.csv", "w", newline="") as f:
         w = csv.writer(f); w.writerow(["group", "cases", "tag"])
         w.writerow(["A", 120 + i, secrets.token_hex(4)]); w.writerow(["B", 140, "x"])
-""")
+""",
+    )
     return [f"{prefix}{i}.csv" for i in range(n)]
 
 
@@ -219,7 +222,9 @@ async def test_the_snapshot_is_what_leaves_and_a_tampered_one_is_refused(hub, pe
 
 async def test_automatic_checks_flag_sample_ids_and_small_cells_and_refuse_a_dataset_copy(hub, people,
                                                                                        requester_kernel):  # fmt: skip
-    await run(requester_kernel, """
+    await run(
+        requester_kernel,
+        """
 import csv, zarr, glob, shutil, os
 store = sorted(glob.glob("data/*.vcz"))[0]
 ids = [str(s) for s in zarr.open_group(store, mode="r")["sample_id"][:]]
@@ -233,7 +238,8 @@ chunk = max((p for p in glob.glob(store + "/call_genotype/**", recursive=True)
              if os.path.isfile(p) and not os.path.basename(p).startswith(".")), key=os.path.getsize)
 shutil.copyfile(chunk, "chunk.txt")
 shutil.copyfile(chunk, "chunk.csv")
-""")
+""",
+    )
     r = people.submit(["ids.csv", "small.csv"], output_type="table")
     assert r.status_code == 201, r.text
     files = {f["path"]: {c["name"]: c for c in f["checks"]} for f in r.json()["files"]}
@@ -257,7 +263,9 @@ def _airlock_entries(hub) -> set[str]:
 async def test_bad_input_gets_a_clear_error_and_leaves_nothing_behind(hub, people, requester_kernel):
     (good,) = await write_tables(requester_kernel, 1, prefix="bad")
     ws = hub.layout.workspace(PROJECT, people.names["requester"])
-    await run(requester_kernel, f"""
+    await run(
+        requester_kernel,
+        f"""
 import os
 os.symlink({good!r}, "link.csv")
 os.makedirs("sub", exist_ok=True); os.symlink("..", "sub/up")
@@ -265,7 +273,8 @@ open("big.txt", "wb").write(b"x" * 21_000_000)
 open("blob.bin", "wb").write(os.urandom(1000))
 open("fake.png", "w").write("group,cases\\nA,120\\n")
 os.mkfifo("pipe.csv")
-""")
+""",
+    )
     cases = {
         "a symlink": ({"files": ["link.csv"]}, 400, "links are refused"),
         "a symlinked folder": ({"files": ["sub/up/" + good]}, 400, "links are refused"),

@@ -124,6 +124,10 @@ async def test_alice_exports_a_plot_and_an_acro_table_through_two_checkers(hub, 
     assert {"airlock_request", "airlock_check", "airlock_review", "airlock_release", "airlock_download"} <= kinds
     await shot(ap, "5-audit")
     await ctx.close()
-    recorded = [e for e in hub.events(after_seq=start) if (e.get("detail") or {}).get("request") == rid]
+    recorded = [
+        e
+        for e in hub.events(after_seq=start)
+        if isinstance(e.get("detail"), dict) and e["detail"].get("request") == rid
+    ]
     reviews = [e["actor"] for e in recorded if e["kind"] == "airlock_review"]
     assert sorted(reviews) == sorted(["carol", second])
