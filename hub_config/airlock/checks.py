@@ -87,7 +87,7 @@ def _segment_anchors(seg: bytes, base: int) -> tuple[np.ndarray, np.ndarray]:
     h ^= h >> np.uint64(29)
     key, pad = (h >> np.uint64(32)).astype(np.uint32), np.zeros(W - 1, np.uint32)  # winnow on 32 bits: faster
     chosen = np.flatnonzero(key == _slide(np.r_[pad, _slide(key, np.minimum), pad], np.maximum))
-    if len(chosen) > 1:  # ties (runs, repeats): one anchor per W positions
+    if len(chosen) > 1:  # ties (runs, short repeats): the first of consecutive equal anchors only
         chosen = chosen[np.r_[True, (key[chosen[1:]] != key[chosen[:-1]]) | (np.diff(chosen) >= W)]]
     return h[chosen], chosen.astype(np.int64) + base
 
@@ -149,14 +149,14 @@ class ChunkIndex:
         if not (total := int((n := hi - lo).sum())):
             return None
         entry = np.arange(total) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-        f, pos = self.files[entry], np.repeat(pq, n)
-        diag = self.offsets[entry] - pos  # a copied run: many anchors at one offset between the two files
-        order = np.lexsort((pos, diag, f))
-        f, diag, pos = f[order], diag[order], pos[order]
-        start = np.flatnonzero(np.r_[True, (f[1:] != f[:-1]) | (diag[1:] != diag[:-1])])
-        end = np.r_[start[1:], len(f)]
-        span = pos[end - 1] - pos[start] + K
-        good = np.flatnonzero((end - start >= MIN_HITS) & (span >= np.minimum(MIN_COPY, self.sizes[f[start]] // 2)))
+        f, pos, hh = self.files[entry], np.repeat(pq, n), np.repeat(hq, n)
+        diag = self.offsets[entry] - pos  # a copied run: distinct anchors at one offset between the two files
+        order = np.lexsort((hh, diag, f))
+        f, diag, pos, hh = f[order], diag[order], pos[order], hh[order]
+        start = np.flatnonzero(first := np.r_[True, (f[1:] != f[:-1]) | (diag[1:] != diag[:-1])])
+        distinct = np.add.reduceat(first | np.r_[True, hh[1:] != hh[:-1]], start)
+        span = np.maximum.reduceat(pos, start) - np.minimum.reduceat(pos, start) + K
+        good = np.flatnonzero((distinct >= MIN_HITS) & (span >= np.minimum(MIN_COPY, self.sizes[f[start]] // 2)))
         best = good[np.argmax(span[good])] if len(good) else None
         return None if best is None else self.names[f[start[best]]]
 
@@ -225,7 +225,7 @@ def _detect(path: str, data: bytes) -> tuple[str | None, str]:
         if want == "JSON" or isinstance(doc, dict) and isinstance(doc.get("cells"), list):
             return ("text", "JSON text") if want == "JSON" else ("notebook", "Jupyter notebook")
         return None, "its name says notebook but it has no cells"
-    return (want, "table") if want == "table" else ("text", "UTF-8 text")
+    return (want, f"{suffix[1:].upper()} table") if want == "table" else ("text", "UTF-8 text")
 
 
 def file_kind(path: str, data: bytes) -> str | None:

@@ -247,6 +247,22 @@ shutil.copyfile(chunk, "chunk.csv")
     assert files["ids.csv"]["row_count"]["verdict"] == "flag"
     assert files["small.csv"]["min_cell_count"]["verdict"] == "flag"
     assert files["small.csv"]["sample_ids"]["verdict"] == "pass"
+    # an ACRO crosstab with a cell below ACRO's threshold: ACRO's own verdict travels with the request
+    await run(
+        requester_kernel,
+        """
+import pandas as pd
+from acro import ACRO
+df = pd.DataFrame({"group": ["case"] * 60 + ["control"] * 60, "genotype": ["AA"] * 57 + ["BB"] * 3 + ["AA"] * 60})
+acro = ACRO(suppress=False)
+acro.crosstab(df.group, df.genotype)
+acro.finalise("acro_small", "json")
+""",
+    )
+    r = people.submit(["acro_small/output_0_0.csv", "acro_small/results.json"], output_type="table")
+    assert r.status_code == 201, r.text
+    table = {c["name"]: c for c in r.json()["files"][0]["checks"]}
+    assert table["acro"]["verdict"] == "flag" and "threshold" in table["acro"]["detail"].lower()
     before = head(hub)
     for copy in ("chunk.txt", "chunk.csv"):
         refused = people.submit([copy])

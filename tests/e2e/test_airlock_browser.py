@@ -114,6 +114,10 @@ async def test_alice_exports_a_plot_and_an_acro_table_through_two_checkers(hub, 
         assert hashlib.sha256(got).hexdigest() == f["sha256"]
         assert got == (hub.layout.airlock / rid / str(f["n"])).read_bytes() == (workspace / f["path"]).read_bytes()
 
+    # leave alice's lab as a new one (its layout is kept in her workspace): the launcher, no panel
+    await page.goto(f"{hub.url}/user/alice/brca/lab?reset")
+    await page.locator('.jp-LauncherCard[data-category="Notebook"]').first.wait_for()
+
     # the audit page shows every step
     ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
     ap = await ctx.new_page()
