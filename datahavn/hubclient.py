@@ -31,16 +31,16 @@ class HubClient:
             raise HubError(f"cannot reach the hub at {self.url} ({type(e).__name__})") from None
         if resp.status_code in ok:
             return resp
-        if resp.status_code in (401, 403):
-            raise HubError(
-                f"the hub at {self.url} refused the token (HTTP {resp.status_code}): check DATAHAVN_ADMIN_TOKEN"
-            )
         try:
             message = resp.json().get("message") or resp.reason
         except ValueError:
             message = resp.reason
             if "json" not in resp.headers.get("Content-Type", ""):
                 message = f"{resp.reason}; is {self.url} a Datahavn hub?"
+        if resp.status_code in (401, 403):
+            # the token is unknown, or its owner may not do this: say which, with what the hub or service said
+            raise HubError(f"the hub at {self.url} refused the token (HTTP {resp.status_code}): {message}; "
+                           "check DATAHAVN_ADMIN_TOKEN")  # fmt: skip
         raise HubError(f"{method} {path}: HTTP {resp.status_code}: {message}")
 
     def get(self, path: str, missing_ok: bool = False):

@@ -18,7 +18,7 @@ from datahavn.paths import Layout
 
 from ..audit.store import AuditStore
 from . import checks as checks_mod
-from .rules import Actor, Refused, may, next_state, roles
+from .rules import Actor, Refused, check_role, next_state
 from .snapshot import PathRefused, read_request_file, strip_outputs
 from .store import RequestStore, SnapshotMismatch, files_digest, new_id, now
 
@@ -80,23 +80,13 @@ class Desk:
         base = {"user": user, "project": project, "id": None, "files": []}
         try:
             paths, justification, output_type = self._payload(payload)
-            ctx = self._context(project)
-            blobs = self._read(user, project, paths, ctx)
+            blobs = self._read(user, project, paths)
         except (Refused, PathRefused) as e:
             self.refuse("airlock_refused", base, user, e, "request")
             raise Refused(getattr(e, "status", 400), str(e)) from None
-        acro = next((r for p, d in blobs if (r := checks_mod.acro_results(d)) is not None), None)
-        files = []
-        for path, data in blobs:
-            kind = checks_mod.file_kind(path, data)
-            found = checks_mod.check_file(path, data, kind, ctx, acro=acro)
-            files.append({"n": len(files), "path": path, "size": len(data), "kind": kind,
-                          "sha256": hashlib.sha256(data).hexdigest(),
-                          "checks": [c.as_dict() for c in found]})  # fmt: skip
-        refusing = [(f, c) for f in files for c in f["checks"] if c["verdict"] == "refuse"]
-        if refusing:
-            f, c = refusing[0]
-            error = Refused(400, f"{f['path']}: refused by the automatic checks: {c['detail']}")
+        files = self._checked(blobs, self._context(project))
+        error = refusal(files)
+        if error is not None:
             self.refuse("airlock_refused", {**base, "files": files}, user, error, "request")
             raise error
         request_id = new_id()
@@ -151,26 +141,30 @@ class Desk:
             raise Refused(400, f"output_type is one of {', '.join(OUTPUT_TYPES)}")
         return paths, justification.strip(), output_type
 
-    def _read(self, user: str, project: str, paths: list[str], ctx) -> list[tuple[str, bytes]]:
+    def _read(self, user: str, project: str, paths: list[str]) -> list[tuple[str, bytes]]:
         out, total = [], 0
         for path in paths:
-            read = read_request_file(self.layout, user, project, path, self.limits.max_file_bytes)
-            data = read.data
-            # first: whatever its name, a dataset's own bytes never leave (and the reason says so)
-            copied = ctx.chunks.match(data)
-            if copied:
-                raise PathRefused(f"{path}: a copy of the dataset file {copied}; datasets do not leave the project")
-            kind = checks_mod.file_kind(path, data)
-            if kind is None:
-                raise PathRefused(f"{path}: not a type the airlock takes (images, PDF, CSV/TSV, text, "
-                                  "Markdown, JSON, notebooks), or its content does not match its name")  # fmt: skip
-            if kind == "notebook" and not self.limits.notebook_outputs:
+            data = read_request_file(self.layout, user, project, path, self.limits.max_file_bytes).data
+            if not self.limits.notebook_outputs and checks_mod.file_kind(path, data) == "notebook":
                 data = strip_outputs(data)
             total += len(data)
             if total > self.limits.max_request_bytes:
                 raise PathRefused(f"the files come to more than {self.limits.max_request_bytes:,} bytes a request")
             out.append((path, data))
         return out
+
+    @staticmethod
+    def _checked(blobs: list[tuple[str, bytes]], ctx) -> list[dict]:
+        """Each file as stored: its hash, type and automatic checks (ACRO's verdicts if its results came along)."""
+        acro = next((r for _, d in blobs if (r := checks_mod.acro_results(d)) is not None), None)
+        files = []
+        for path, data in blobs:
+            kind = checks_mod.file_kind(path, data)
+            found = checks_mod.check_file(path, data, kind, ctx, acro=acro)
+            files.append({"n": len(files), "path": path, "size": len(data), "kind": kind or "",
+                          "sha256": hashlib.sha256(data).hexdigest(),
+                          "checks": [c.as_dict() for c in found]})  # fmt: skip
+        return files
 
     # -- people: view, review, release, download
 
@@ -180,8 +174,10 @@ class Desk:
             error = Refused(404, f"no export request {request_id!r}")
             self.refuse("airlock_refused", {"id": str(request_id)}, actor.name, error, action)
             raise error
-        if not may(actor, request["user"], action):
-            raise self._denied(actor, request, action, next_state_error(actor, request, action))
+        try:
+            check_role(actor, request["user"], action)
+        except Refused as e:
+            raise self._denied(actor, request, action, e) from None
         return request
 
     def view(self, actor: Actor, request_id: str) -> dict:
@@ -212,12 +208,9 @@ class Desk:
 
     def file(self, actor: Actor, request_id: str, n: object, purpose: str) -> tuple[dict, bytes]:
         """A snapshot file: ``purpose`` "download" (released requests) or "preview" (checkers, to review)."""
-        request = self._get(actor, request_id, "download" if purpose == "download" else "view")
+        request = self._get(actor, request_id, purpose)
         try:
-            if purpose == "preview":
-                if "checker" not in roles(actor, request["user"]):
-                    raise Refused(403, "only output checkers see the files before release")
-            elif request["state"] != "released":
+            if purpose == "download" and request["state"] != "released":
                 raise Refused(409, f"a request that is {request['state'].replace('_', ' ')} cannot be downloaded")
             try:
                 f = request["files"][int(n)]
@@ -235,10 +228,20 @@ class Desk:
         return f, data
 
 
-def next_state_error(actor: Actor, request: dict, action: str) -> Refused:
-    """The refusal :func:`next_state` gives ``actor`` for ``action`` (who may not act)."""
-    try:
-        next_state(request["state"], action, actor, request["user"], request.get("approvals", ()), "x")
-    except Refused as e:
-        return e
-    return Refused(403, f"{action} is not allowed")
+#: the checks that refuse a request outright, the most telling reason first
+REFUSING = {
+    "dataset_copy": "{path}: a copy of the dataset file ({detail}); datasets do not leave the project",
+    "type": "{path}: not a type the airlock takes (images, PDF, CSV/TSV, text, Markdown, JSON, notebooks), "
+    "or its content does not match its name ({detail})",
+}
+
+
+def refusal(files: list[dict]) -> Refused | None:
+    """Why the automatic checks refuse these files, or None."""
+    found = [(f, c) for f in files for c in f["checks"] if c["verdict"] == "refuse"]
+    if not found:
+        return None
+    order = list(REFUSING)
+    f, c = min(found, key=lambda fc: order.index(fc[1]["name"]) if fc[1]["name"] in order else len(order))
+    text = REFUSING.get(c["name"], "{path}: refused by the automatic checks: {detail}")
+    return Refused(400, text.format(path=f["path"], detail=c["detail"]))

@@ -26,9 +26,7 @@ def exports_of(engine: sa.Engine, user: str) -> list[dict]:
                 for rid, path in c.execute(sa.select(files_t.c.request_id, files_t.c.path)
                                            .where(files_t.c.request_id.in_(ids))):  # fmt: skip
                     names.setdefault(rid, []).append(path)
-    except sa.exc.OperationalError:  # (ProgrammingError too) no airlock tables yet: no requests
-        return []
-    except sa.exc.ProgrammingError:
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no airlock tables yet: no requests
         return []
     return [{"id": r.id, "project": r.project, "state": r.state, "label": LABELS.get(r.state, r.state),
              "files": names.get(r.id, []), "created": r.created} for r in rows]  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from .rules import FINAL, REVIEW_ACTIONS, TRANSITIONS, Actor, roles
+from .rules import REVIEW_ACTIONS, TRANSITIONS, Actor, may
 
 __all__ = ["render_detail", "render_list", "render_message"]
 
@@ -43,15 +43,9 @@ def render_list(rows: list[dict], actor: Actor, state: str | None, prefix: str) 
 
 def actions_for(request: dict, actor: Actor) -> list[str]:
     """The buttons to show: what this actor may do to this request in its state."""
-    mine = roles(actor, request["user"])
-    out = []
-    for action in (*REVIEW_ACTIONS, "release", "withdraw"):
-        who = {"withdraw": "requester"}.get(action, "checker")
-        if who in mine and (request["state"], action) in TRANSITIONS:
-            if action == "approve" and actor.name in request["approvals"]:
-                continue
-            out.append(action)
-    return out
+    return [a for a in (*REVIEW_ACTIONS, "release", "withdraw")
+            if may(actor, request["user"], a) and (request["state"], a) in TRANSITIONS
+            and not (a == "approve" and actor.name in request["approvals"])]  # fmt: skip
 
 
 def _table(data: bytes, path: str) -> dict:
@@ -84,12 +78,11 @@ def preview(f: dict, data: bytes | None) -> dict | None:
 
 
 def render_detail(request: dict, actor: Actor, previews: dict[int, bytes], prefix: str, xsrf: str) -> str:
-    mine = roles(actor, request["user"])
-    files = [{**f, "preview": preview(f, previews.get(f["n"])) if "checker" in mine else None}
-             for f in request["files"]]  # fmt: skip
+    shown = may(actor, request["user"], "preview")
+    files = [{**f, "preview": preview(f, previews.get(f["n"])) if shown else None} for f in request["files"]]
     return _render(mode="detail", r=request, files=files, viewer=actor.name, prefix=prefix, xsrf=xsrf,
-                   actions=actions_for(request, actor), final=request["state"] in FINAL,
-                   can_download=request["state"] == "released" and bool(mine & {"requester", "checker"}))  # fmt: skip
+                   actions=actions_for(request, actor),
+                   can_download=request["state"] == "released" and may(actor, request["user"], "download"))  # fmt: skip
 
 
 def render_message(status: int, message: str, prefix: str) -> str:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE
 
 STATES = ("requested", "under_review", "approved", "released", "rejected", "returned", "withdrawn")
-FINAL = frozenset({"released", "rejected", "returned", "withdrawn"})
 REVIEW_ACTIONS = ("approve", "reject", "return")
 ACTIONS = ("view", *REVIEW_ACTIONS, "release", "download", "withdraw")
 APPROVALS_NEEDED = 2
@@ -36,9 +35,9 @@ WHO: dict[str, frozenset[str]] = {
     **{a: frozenset({"checker"}) for a in (*REVIEW_ACTIONS, "release")},
     "download": frozenset({"requester", "checker"}),
     "withdraw": frozenset({"requester"}),
+    # the files themselves, rendered for review before release: a requester's preview would be a download
+    "preview": frozenset({"checker"}),
 }
-#: what a reviewer may look at before release: the files themselves, rendered
-PREVIEW = frozenset({"checker"})
 
 #: Actions that need a comment (a reason the requester can act on).
 NEEDS_COMMENT = frozenset({"reject", "return"})
@@ -87,18 +86,23 @@ def may(actor: Actor, requester: str, action: str) -> bool:
     return bool(WHO[action] & roles(actor, requester))
 
 
-def next_state(state: str, action: str, actor: Actor, requester: str, approvers: Iterable[str] = (),
-               comment: str = "") -> str:  # fmt: skip
-    """The state after ``actor`` does ``action`` to a request in ``state``, or :class:`Refused`.
-
-    ``approvers``: who approved it so far. One checker's approvals count once.
-    """
+def check_role(actor: Actor, requester: str, action: str) -> None:
+    """:class:`Refused` (403) unless ``actor``'s role toward the request allows ``action`` (400: no such action)."""
     if action not in WHO:
         raise Refused(400, f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
     if not may(actor, requester, action):
         if action in REVIEW_ACTIONS + ("release",) and actor.name == requester:
             raise Refused(403, f"you cannot {action} your own request: two other output checkers review it")
         raise Refused(403, f"{action} is not allowed for {actor.name or 'this token'} on this request")
+
+
+def next_state(state: str, action: str, actor: Actor, requester: str, approvers: Iterable[str] = (),
+               comment: str = "") -> str:  # fmt: skip
+    """The state after ``actor`` does ``action`` to a request in ``state``, or :class:`Refused`.
+
+    ``approvers``: who approved it so far. One checker's approvals count once.
+    """
+    check_role(actor, requester, action)
     if action in NEEDS_COMMENT and not comment.strip():
         raise Refused(400, f"{action} needs a comment saying why, for the requester")
     after = TRANSITIONS.get((state, action))
@@ -115,4 +119,4 @@ def next_state(state: str, action: str, actor: Actor, requester: str, approvers:
 
 def _past(action: str) -> str:
     return {"approve": "approved", "reject": "rejected", "return": "returned", "release": "released",
-            "download": "downloaded", "withdraw": "withdrawn", "view": "viewed"}[action]  # fmt: skip
+            "download": "downloaded", "withdraw": "withdrawn"}[action]  # fmt: skip

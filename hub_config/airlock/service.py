@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
@@ -30,10 +29,11 @@ from datahavn.paths import Layout
 from datahavn.tokens import server_identity
 
 from ..audit.store import open_store
+from ..services import serve, token_model
 from ..settings import env_int
 from .desk import Desk, Limits
 from .page import render_detail, render_list, render_message
-from .rules import ACTIONS, Actor, Refused, roles
+from .rules import ACTIONS, Actor, Refused, may
 from .store import RequestStore
 
 ID = r"([0-9A-Za-z._-]{1,64})"
@@ -63,6 +63,16 @@ class Base(web.RequestHandler):
     def set_default_headers(self):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
+
+    def send_error(self, status_code=500, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, Refused):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb):
+        if not isinstance(value, Refused):  # a refusal is recorded and answered; not a server error
+            super().log_exception(typ, value, tb)
 
     async def send_file(self, actor: Actor, request_id: str, n: str, purpose: str):
         f, data = await _run(self.desk.file, actor, request_id, n, purpose)
@@ -95,28 +105,10 @@ class ApiHandler(Base):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
-    def log_exception(self, typ, value, tb):
-        if isinstance(value, Refused):
-            return  # a refusal is recorded in the audit trail and answered; not a server error
-        super().log_exception(typ, value, tb)
-
-    def send_error(self, status_code=500, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, Refused):
-            status_code = exc.status
-        super().send_error(status_code, **kwargs)
-
     async def model(self) -> dict:
-        header = self.request.headers.get("Authorization", "")
-        if not header.lower().startswith(("token ", "bearer ")):
-            raise web.HTTPError(401, "a hub token is required")
         # a decision (a review, a download) asks the hub afresh: a checker removed a moment ago is no longer one
         fresh = self.request.method == "POST" or "/files/" in self.request.path
-        model = await self.settings["hub_auth"].user_for_token(header.split(None, 1)[1], use_cache=not fresh,
-                                                                sync=False)  # fmt: skip
-        if not model:
-            raise web.HTTPError(403, "the hub does not know this token")
-        return model
+        return await token_model(self, self.settings["hub_auth"], use_cache=not fresh)
 
     def json_body(self) -> object:
         try:
@@ -130,7 +122,10 @@ class RequestsApi(ApiHandler):
         model = await self.model()
         identity = server_identity(model)
         if identity is None:
-            raise web.HTTPError(403, "export requests come from a workspace's server (the lab's Request export…)")
+            error = Refused(403, "export requests come from a workspace's server (the lab's Request export…)")
+            who = str(model.get("name") or "")
+            await _run(self.desk.refuse, "denied", {"user": who, "project": None, "id": None}, who, error, "request")
+            raise error
         request = await _run(self.desk.submit, *identity, self.json_body())
         self.set_status(201)
         self.finish(request)
@@ -179,16 +174,6 @@ class PageBase(HubOAuthenticated, Base):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(render_message(status_code, message, self.settings["prefix"]))
 
-    def send_error(self, status_code=500, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, Refused):
-            status_code = exc.status
-        super().send_error(status_code, **kwargs)
-
-    def log_exception(self, typ, value, tb):
-        if not isinstance(value, Refused):
-            super().log_exception(typ, value, tb)
-
 
 class ListPage(PageBase):
     @web.authenticated
@@ -205,7 +190,7 @@ class DetailPage(PageBase):
         actor = self.actor()
         request = await _run(self.desk.view, actor, request_id)
         previews = {}
-        if "checker" in roles(actor, request["user"]):
+        if may(actor, request["user"], "preview"):
             for f in request["files"]:
                 if f["kind"] in ("table", "text", "notebook"):
                     _, data = await _run(self.desk.file, actor, request_id, f["n"], "preview")
@@ -288,13 +273,9 @@ class AirlockService(Application):
             prefix=prefix,
             cookie_secret=os.urandom(32),
         )
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
-        app.listen(url.port, url.hostname, max_body_size=1_000_000)
-        self.log.info("datahavn-airlock listening on %s, snapshots in %s", url.geturl(), self.airlock_dir)
-        loop = ioloop.IOLoop.current()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
-        loop.start()
+        self.log.info("datahavn-airlock: snapshots in %s", self.airlock_dir)
+        serve(app, os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"), self.log, self.name,
+              max_body_size=1_000_000)  # fmt: skip
         audit.close()
 
 

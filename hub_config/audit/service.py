@@ -20,9 +20,7 @@ import csv
 import io
 import json
 import os
-import signal
 from pathlib import Path
-from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
@@ -34,6 +32,7 @@ from datahavn.paths import Layout
 from datahavn.tokens import AUDIT_SCOPE, has_scope
 from datahavn.tokens import server_identity as token_identity
 
+from ..services import serve, token_model
 from ..settings import env_float, env_int
 from . import egress
 from .intake import Refused, ServerIntake
@@ -64,13 +63,7 @@ class BaseHandler(web.RequestHandler):
         self.finish(json.dumps({"status": status_code, "message": message}))
 
     async def token_model(self) -> dict:
-        header = self.request.headers.get("Authorization", "")
-        if not header.lower().startswith(("token ", "bearer ")):
-            raise web.HTTPError(401, "a hub token is required")
-        model = await self.hub_auth.user_for_token(header.split(None, 1)[1], sync=False)
-        if not model:
-            raise web.HTTPError(403, "the hub does not know this token")
-        return model
+        return await token_model(self, self.hub_auth)
 
 
 def server_identity(model: dict) -> tuple[str, str]:
@@ -309,15 +302,7 @@ class AuditService(Application):
             page_rows=self.page_rows,
             cookie_secret=os.urandom(32),
         )
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
-        app.listen(url.port, url.hostname)
-        self.log.info("datahavn-audit listening on %s", url.geturl())
-        loop = ioloop.IOLoop.current()
-        # Explicit handlers: started from a background shell, SIGINT arrives ignored, and the
-        # hub would wait out its interrupt timeout at every shutdown.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: loop.add_callback_from_signal(loop.stop))
-        loop.start()
+        serve(app, os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"), self.log, self.name)
         store.close()
 
 

@@ -12,13 +12,15 @@ import hashlib
 import json
 import os
 import secrets
+from urllib.parse import urlparse
 
 import pytest
 import requests
 
 from datahavn import admin
+from datahavn.names import account_name
 
-from ..hubs import login, wait_for
+from ..hubs import host_pids, login, proc_env, wait_for
 from ..kernel_client import KernelClient
 
 PROJECT = "brca"  # the demo's project with a dataset (sample ids, chunks)
@@ -103,7 +105,8 @@ for i in range({n}):
 
 def events(hub, kind: str, after: int, **match) -> list[dict]:
     rows = hub.events(kind=kind, after_seq=after)
-    return [e for e in rows if all((e.get("detail") or {}).get(k, e.get(k)) == v for k, v in match.items())]
+    detail = lambda e: e["detail"] if isinstance(e.get("detail"), dict) else {}  # noqa: E731
+    return [e for e in rows if all(detail(e).get(k, e.get(k)) == v for k, v in match.items())]
 
 
 def head(hub, after: int = 0) -> int:
@@ -216,7 +219,7 @@ async def test_the_snapshot_is_what_leaves_and_a_tampered_one_is_refused(hub, pe
     before = head(hub)
     bad = people.api("requester", "GET", f"/requests/{rid}/files/0")
     assert bad.status_code == 500 and "does not match its SHA-256" in bad.json()["message"]
-    assert b"Z" not in bad.content or "message" in bad.json()
+    assert original.replace(b"A", b"Z") not in bad.content  # the altered bytes are not sent
     wait_for(lambda: events(hub, "airlock_refused", before, request=rid), timeout=10, message="no refusal record")
 
 
@@ -335,9 +338,41 @@ os.mkfifo("pipe.csv")
     for method, path in (("GET", "/requests/20990101-deadbeef"), ("POST", "/requests/20990101-deadbeef/approve")):
         r = people.api("checker1", method, path, json={} if method == "POST" else None)
         assert r.status_code == 404 and "no export request" in r.json()["message"]
-    # another server's token, a person's token: only a workspace's server submits
+    # a person's token: only a workspace's server submits, and the attempt is recorded
+    before = head(hub)
     r = people.api("checker1", "POST", "/requests", json={"files": [good], "justification": "x"})
     assert r.status_code == 403
+    denied = events(hub, "denied", before, action="request")
+    assert denied and denied[-1]["actor"] == people.names["checker1"]
+
+
+async def test_the_requesters_kernel_cannot_reach_the_airlock_or_its_store(hub, people, requester_kernel):
+    """The airlock's credential, port and snapshots are out of the kernel's reach: only its server asks."""
+    (path,) = await write_tables(requester_kernel, 1, prefix="reach")
+    rid = new_request(people, path)
+    account = account_name(people.names["requester"], PROJECT)
+    (server_pid,) = host_pids(account, b"jupyterhub-singleuser")
+    port = urlparse(proc_env(server_pid)["DATAHAVN_AIRLOCK_URL"]).port
+    out = await run(
+        requester_kernel,
+        f"""
+import os, socket
+print("env", sorted(k for k in os.environ if "TOKEN" in k or "AIRLOCK" in k))
+for host in ("127.0.0.1", "::1"):
+    try:
+        socket.create_connection((host, {port}), timeout=3); print("connected", host)
+    except OSError as e:
+        print("refused", host, type(e).__name__)
+for p in ({str(hub.layout.airlock)!r}, {str(hub.layout.airlock / rid / "0")!r}):
+    try:
+        print("read", p, len(open(p, "rb").read()) if os.path.isfile(p) else os.listdir(p))
+    except OSError as e:
+        print("refused", p, type(e).__name__)
+""",
+    )
+    assert "env []" in out, out
+    assert "connected" not in out and out.count("refused 127.0.0.1") == 1 and out.count("refused ::1") == 1
+    assert "read " not in out and out.count("refused /") == 2, out
 
 
 async def test_the_cli_lists_shows_reviews_and_downloads(hub, people, requester_kernel, cli, tmp_path):
@@ -350,7 +385,7 @@ async def test_the_cli_lists_shows_reviews_and_downloads(hub, people, requester_
     assert {c["name"] for c in shown["files"][0]["checks"]} >= {"size", "sample_ids"}
     # the admin's token is not a checker's
     refused = cli("airlock", "approve", rid, "--comment", "ok")
-    assert refused.returncode == 1 and "HTTP 403" in refused.stderr or "refused" in refused.stderr
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr and "not allowed" in refused.stderr
     for checker in ("checker1", "checker2"):
         env = {**hub.env, "DATAHAVN_ADMIN_TOKEN": people.tokens[checker]}
         done = cli("airlock", "approve", rid, "--comment", "fine", env=env)

@@ -611,7 +611,7 @@ def hub_config(tmp_path, monkeypatch, docs, airlock_token: str | None = "airlock
     """
     from traitlets.config import Config
 
-    from datahavn.hub_config.audit import hub as audit_hub
+    from .test_kube import run_kube_config
 
     data = json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
     data["stateDir"] = str(tmp_path)  # the audit store's key, not /srv/datahavn
@@ -627,12 +627,7 @@ def hub_config(tmp_path, monkeypatch, docs, airlock_token: str | None = "airlock
         monkeypatch.setenv("DATAHAVN_AIRLOCK_API_TOKEN", airlock_token)
     c = Config()
     source = CHART / "files" / "kube_config.py"
-    try:
-        exec(compile(source.read_text(), str(source), "exec"), {"get_config": lambda: c, "__file__": str(source)})
-    finally:
-        store, audit_hub._store = audit_hub._store, None
-        if store is not None:
-            store.close()
+    run_kube_config(c, source)
     return c.JupyterHub
 
 

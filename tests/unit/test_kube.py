@@ -103,6 +103,18 @@ def settings() -> kube.KubeSettings:
 # --- identity ------------------------------------------------------------------------
 
 
+def run_kube_config(c, source) -> None:
+    """Load the hub's Kubernetes config file ``source`` into ``c``, as zero-to-jupyterhub does, then close its store."""
+    from datahavn.hub_config.audit import hub as audit_hub
+
+    try:
+        exec(compile(source.read_text(), str(source), "exec"), {"get_config": lambda: c, "__file__": str(source)})
+    finally:
+        store, audit_hub._store = audit_hub._store, None
+        if store is not None:
+            store.close()
+
+
 def test_uid_rule_is_stable_per_pair_and_in_range():
     assert kube.workspace_uid("alice", "brca") == ALICE_BRCA_UID
     assert kube.workspace_uid("bob", "brca") == 686088469
@@ -499,7 +511,6 @@ def test_hub_config_file_on_top_of_zero_to_jupyterhub(tmp_path, monkeypatch):
 
     from traitlets.config import Config
 
-    from datahavn.hub_config.audit import hub as audit_hub
     from datahavn.hub_config.spawners.kube import KubeProjectSpawner
     from datahavn.tokens import AUDIT_SCOPE
 
@@ -517,12 +528,7 @@ def test_hub_config_file_on_top_of_zero_to_jupyterhub(tmp_path, monkeypatch):
     c.JupyterHub.load_roles = [{"name": "z2jh-role", "scopes": ["read:users"]}]
     c.JupyterHub.tornado_settings = {"headers": {"X": "1"}}
     source = Path(__file__).resolve().parents[2] / "hub_config" / "kube_config.py"
-    try:
-        exec(compile(source.read_text(), str(source), "exec"), {"get_config": lambda: c, "__file__": str(source)})
-    finally:
-        store, audit_hub._store = audit_hub._store, None
-        if store is not None:
-            store.close()
+    run_kube_config(c, source)
     hub = c.JupyterHub
     assert hub.spawner_class is KubeProjectSpawner and hub.allow_named_servers is True
     assert c.Spawner.disable_user_config is True and c.KubeSpawner.automount_service_account_token is False
