@@ -71,6 +71,11 @@ class Layout:
         return self.tmp / str(uid)
 
     @property
+    def dask(self) -> Path:
+        """Dask clusters' staging folders (dask-gateway's Slurm backend): ``dask/<account>/<cluster>``."""
+        return self.root / "dask"
+
+    @property
     def airlock(self) -> Path:
         return self.root / "airlock"
 
@@ -112,6 +117,7 @@ FIXED_MODES = (
     # 0711: accounts can reach their project, but cannot list which projects exist
     ("projects", 0o711),
     ("tmp", 0o711),
+    ("dask", 0o711),
 )
 
 #: Per-project folders: (name, mode); owner root, group the project's group.

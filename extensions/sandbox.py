@@ -35,7 +35,12 @@ BWRAP = "/usr/bin/bwrap"
 #: Variables of the server's environment a kernel keeps (the project's, the locale's)
 KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "DATAHAVN_PROJECT", "DATAHAVN_PROJECT_DIR", "DATAHAVN_WORKSPACE",
         "DATAHAVN_DASK_WORKERS", "DATAHAVN_DASK_THREADS", "DATAHAVN_DASK_PROCESSES", "DATAHAVN_DASK_MEMORY",
-        "NUMBA_CACHE_DIR", "JPY_SESSION_NAME")  # fmt: skip
+        "NUMBA_CACHE_DIR", "JPY_SESSION_NAME",
+        # project.dask() on a gateway: its addresses, and the workspace's token that opens it and nothing else
+        "DATAHAVN_DASK_ENGINE", "DATAHAVN_DASK_GATEWAY", "DATAHAVN_DASK_PROXY", "DATAHAVN_DASK_TOKEN",
+        "DATAHAVN_DASK_TIMEOUT")  # fmt: skip
+#: Addresses a kernel reaches through its relays (at 127.0.0.1 and the same port)
+RELAYED = ("DATAHAVN_DASK_GATEWAY", "DATAHAVN_DASK_PROXY")
 #: Folders of the home a tool reads configuration from even when told otherwise (Dask adds ~/.config/dask
 #: to $DASK_CONFIG): covered by an empty read-only folder in the box
 HOME_CONFIG = (".config/dask",)
@@ -128,7 +133,21 @@ def kernel_env(server_env: Mapping[str, str], box: KernelBox) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=box.kernel_dir,
         DATAHAVN_RELAYS=",".join(f"{r.port}={r.socket}" for r in box.relays),
     )
+    for name in RELAYED:
+        if name in env:
+            env[name] = relayed(env[name], box.relays)
     return env
+
+
+def relayed(address: str, relays: Iterable[Relay]) -> str:
+    """``address`` as the kernel reaches it: through its relay at ``127.0.0.1:<port>`` when it has one."""
+    scheme, sep, rest = address.rpartition("://")
+    netloc, slash, path = rest.partition("/")
+    host, _, port = netloc.rpartition(":")
+    for r in relays:
+        if port.isdigit() and int(port) == r.port and host.strip("[]") == r.host:
+            return f"{scheme}{sep}127.0.0.1:{port}{slash}{path}"
+    return address
 
 
 def passwd_lines(box: KernelBox) -> tuple[str, str]:
@@ -141,13 +160,17 @@ def passwd_lines(box: KernelBox) -> tuple[str, str]:
 
 
 def bwrap_argv(box: KernelBox, command: Iterable[str], usr_links: Iterable[str] = USR_LINKS,
-               bwrap: str = BWRAP) -> list[str]:  # fmt: skip
-    """bubblewrap's command line for ``command`` in ``box`` (``usr_links``: the root's links into /usr)."""
+               bwrap: str = BWRAP, network: bool = False) -> list[str]:  # fmt: skip
+    """bubblewrap's command line for ``command`` in ``box`` (``usr_links``: the root's links into /usr).
+
+    ``network``: keep the host's network (a Dask scheduler or worker, which its peers must reach).
+    """
     data = os.path.join(box.project_dir, "data")
     shared = os.path.join(box.project_dir, "shared")
     argv = [
         bwrap,
-        "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+        "--unshare-user", "--unshare-ipc", "--unshare-pid", *(() if network else ("--unshare-net",)),
+        "--unshare-uts", "--unshare-cgroup-try",
         "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--hostname", "datahavn",
         "--ro-bind", "/usr", "/usr",

@@ -68,7 +68,7 @@ def _workers(text: str) -> int:
 def cmd_demo(args):
     from .demo.run import run_demo
 
-    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir)
+    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir, dask=args.dask or os.environ.get("DATAHAVN_DASK_ENGINE") or "local")
 
 
 def register(sub, common: Common) -> None:
@@ -77,6 +77,10 @@ def register(sub, common: Common) -> None:
     d.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     d.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     d.add_argument("--state-dir", default=None, help="state directory (default /srv/datahavn)")
+    d.add_argument("--dask", choices=("local", "slurm"), default=None,
+                   help="where project.dask() runs clusters: local (in the kernel's box; the default, or "
+                        "$DATAHAVN_DASK_ENGINE) or slurm "
+                        "(dask-gateway on this machine's Slurm; start it with `bash scripts/slurm.sh`)")  # fmt: skip
     d.set_defaults(func=cmd_demo)
 
     state_opts = Parser(add_help=False)

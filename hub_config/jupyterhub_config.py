@@ -6,12 +6,14 @@
 # What every deployment shares (named servers, the grant rule, roles, the audit
 # trail) is hub_config/configure.py's; this file adds the single machine's parts.
 import os
+import sys
 from importlib.resources import files
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
 from datahavn.hub_config.audit import hub as audit_hub
 from datahavn.hub_config.audit.store import open_store
+from datahavn.hub_config.dask.service import GATEWAY_SETTINGS, SERVICE, gateway_service
 from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure, python_module
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawners.local import ProjectSpawner
@@ -76,6 +78,13 @@ airlock = airlock_service(
     environment={"DATAHAVN_STATE_DIR": str(lay.root), "DATAHAVN_AUDIT_DB_URL": s.audit_db_url},
 )
 admin_services = [{"name": "datahavn-admin", "api_token": s.admin_token}] if s.admin_token else []
+# -- Dask on Slurm: dask-gateway as a hub service (root: PrivateData=jobs), reading grants and nothing else
+dask_services, dask_roles = [], []
+if s.dask_engine == "slurm":
+    dask_services = [gateway_service(sys.executable, str(lay.root), s.gateway_ports, DATAHAVN_USER_ENV=s.user_env,
+                                     DATAHAVN_AUDIT_DB_URL=s.audit_db_url,
+                                     **{k: os.environ.get(k, "") for k in GATEWAY_SETTINGS})]  # fmt: skip
+    dask_roles = [{"name": SERVICE, "scopes": ["read:groups"], "services": [SERVICE]}]
 configure(
     c,
     spawner_class=ProjectSpawner,
@@ -84,8 +93,8 @@ configure(
     audit=audit,
     auditors=["admin"],
     auditor_services=[x["name"] for x in admin_services],
-    services=admin_services,
-    roles=[{"name": "admin", "services": ["datahavn-admin"]}] if admin_services else [],
+    services=admin_services + dask_services,
+    roles=([{"name": "admin", "services": ["datahavn-admin"]}] if admin_services else []) + dask_roles,
     airlock=airlock,
     checkers=s.checkers,
 )
@@ -101,6 +110,11 @@ c.ProjectSpawner.workspace_seed = [str(files("datahavn.kernels") / "example.ipyn
 c.ProjectSpawner.mem_limit = s.mem_limit
 c.ProjectSpawner.cpu_limit = s.cpu_limit
 c.ProjectSpawner.pids_limit = s.pids_limit
+# -- project.dask(): in the kernel's box, or on Slurm through the gateway (its proxy's two addresses, allow-listed)
+c.ProjectSpawner.dask_engine = s.dask_engine
+if s.dask_engine == "slurm":
+    c.ProjectSpawner.dask_gateway_url = f"http://127.0.0.1:{s.gateway_ports[1]}"
+    c.ProjectSpawner.dask_gateway_proxy = f"tls://127.0.0.1:{s.gateway_ports[2]}"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 30
 

@@ -8,7 +8,7 @@ come only from the hub, one per server.
 
 from __future__ import annotations
 
-from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE, CHECKER_GROUP
+from datahavn.tokens import AIRLOCK_REVIEW_SCOPE, AUDIT_SCOPE, CHECKER_GROUP, DASK_SCOPE
 
 USER_SCOPES = [
     "read:users!user",
@@ -17,6 +17,8 @@ USER_SCOPES = [
     "access:servers!user",
     "read:shares!user",
     "users:shares!user",
+    # held so the hub may mint each workspace's Dask token (!server=<user>/<project>); no one else mints it
+    f"{DASK_SCOPE}!user",
 ]
 #: with an airlock, the researchers' way to its page: their own export requests, downloads once released
 AIRLOCK_ACCESS = "access:services!service=datahavn-airlock"

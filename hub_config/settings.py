@@ -63,6 +63,14 @@ def poll_interval(env=None) -> int:
     return env_int(os.environ if env is None else env, "DATAHAVN_POLL_INTERVAL", 10, 1, 60)
 
 
+def dask_engine(env) -> str:
+    """``$DATAHAVN_DASK_ENGINE`` on one machine: local (the default) or slurm."""
+    value = env.get("DATAHAVN_DASK_ENGINE", "") or "local"
+    if value not in ("local", "slurm"):
+        raise SettingsError(f"$DATAHAVN_DASK_ENGINE={value!r}: choose local or slurm (kubernetes is the chart's)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     layout: Layout
@@ -73,6 +81,10 @@ class Settings:
     poll_interval: int = 10
     audit_port: int = 8002
     airlock_port: int = 8003
+    #: where project.dask() runs clusters: "local" (in the kernel's box) or "slurm" (dask-gateway, datahavn-dask)
+    dask_engine: str = "local"
+    #: the gateway's API (its schedulers' heartbeats), its HTTP proxy (API, dashboards), its TLS proxy (schedulers)
+    gateway_ports: tuple[int, int, int] = (8004, 8005, 8006)
     #: output checkers named in configuration (more by `datahavn airlock checker add`)
     checkers: tuple[str, ...] = ()
     audit_db_url: str = field(default="", repr=False)
@@ -100,6 +112,9 @@ class Settings:
             poll_interval=poll_interval(env),
             audit_port=env_int(env, "DATAHAVN_AUDIT_PORT", 8002),
             airlock_port=env_int(env, "DATAHAVN_AIRLOCK_PORT", 8003),
+            dask_engine=dask_engine(env),
+            gateway_ports=tuple(env_int(env, f"DATAHAVN_GATEWAY_{k}_PORT", d)
+                                for k, d in (("API", 8004), ("HTTP", 8005), ("TCP", 8006))),  # fmt: skip
             checkers=tuple(n for n in env.get("DATAHAVN_AIRLOCK_CHECKERS", "").replace(",", " ").split() if n),
             audit_db_url=env.get("DATAHAVN_AUDIT_DB_URL", ""),
             user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),

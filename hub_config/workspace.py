@@ -48,6 +48,31 @@ def server_env(layout: Layout, user: str, project: str, account: str, uid: int, 
     return env
 
 
+#: How ``project.dask()`` runs a cluster; the administrator's choice, the researcher's code is the same.
+DASK_ENGINES = ("local", "slurm", "kubernetes")
+
+
+def dask_env(engine: str, gateway_url: str = "", proxy_address: str = "", token: str = "") -> dict[str, str]:
+    """What a kernel needs for ``project.dask()``: the engine and, for a gateway, its addresses and token.
+
+    The token is the workspace's Dask token (:data:`datahavn.tokens.DASK_SCOPE`): it opens the
+    gateway for this (user, project) and nothing else.
+    """
+    if engine not in DASK_ENGINES:
+        raise ValueError(f"unknown Dask engine {engine!r}; choose one of {', '.join(DASK_ENGINES)}")
+    env = {"DATAHAVN_DASK_ENGINE": engine}
+    if engine != "local":
+        if not gateway_url or not proxy_address or not token:
+            raise ValueError(f"the {engine} engine needs the gateway's address, its proxy's and a token")
+        env.update(DATAHAVN_DASK_GATEWAY=gateway_url, DATAHAVN_DASK_PROXY=proxy_address, DATAHAVN_DASK_TOKEN=token)
+    return env
+
+
+def host_port(address: str) -> str:
+    """``host:port`` of a URL or address (``http://h:1``, ``tls://h:2``, ``h:3``)."""
+    return address.split("://", 1)[-1].split("/", 1)[0]
+
+
 def links_script() -> str:
     """Shell lines creating the links of :data:`WORKSPACE_LINKS` in ``$ws`` where missing."""
     return "".join(

@@ -20,14 +20,6 @@ class ProjectError(LookupError):
     """A dataset that is not there, or a name that is not a dataset name."""
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise ProjectError(f"${name}={raw!r} is not a whole number") from None
-
-
 class Project:
     """The project this kernel works in: ``name``, ``datasets()``, ``open()``, ``genotypes()``, ``dask()``."""
 
@@ -113,37 +105,29 @@ class Project:
             g._max_allele = root["variant_allele"].shape[1] - 1
         return g
 
-    def dask(self, n_workers: int | None = None, threads_per_worker: int | None = None,
-             processes: bool | None = None, memory_limit: str | None = None):
-        """A ``distributed.Client`` to this kernel's own LocalCluster, started on first use.
+    def dask(self, workers: int | None = None, cores: float | None = None, memory=None, *,
+             processes: bool | None = None):  # fmt: skip
+        """A ``distributed.Client`` to this kernel's own Dask cluster, started on first use.
 
-        Defaults come from the server's configuration ($DATAHAVN_DASK_*): threads in the
-        kernel's process (fastest on one machine, nothing listening on the network). With
-        ``processes=True`` the workers are child processes of the kernel (same account and
-        group) and talk TLS with a certificate made for this cluster only, so no other
-        account on the machine can connect to them.
+        ``workers`` workers of ``cores`` cores and ``memory`` (GiB, or a size such as ``"4GiB"``)
+        each, within the project's limits. Where the cluster runs is the administrator's choice
+        (``$DATAHAVN_DASK_ENGINE``), the same code everywhere:
+
+        - ``local``: a LocalCluster in the kernel's box. By default threads in the kernel's process
+          (fastest on one machine, nothing listening); ``processes=True``: worker processes talking
+          TLS with a certificate made for this cluster only;
+        - ``slurm`` or ``kubernetes``: dask-gateway starts the cluster as this workspace's account,
+          in this project only, with TLS; it stops with ``client.close()`` or when the kernel ends.
         """
         if self._client is not None and self._client.status == "running":
             return self._client
-        from distributed import Client, LocalCluster
+        from .clusters import DaskError, GatewayClusters, local_client
 
-        if processes is None:
-            processes = _env_int("DATAHAVN_DASK_PROCESSES", 0) == 1
-        n_workers = n_workers or _env_int("DATAHAVN_DASK_WORKERS", 0) or (2 if processes else 1)
-        threads = threads_per_worker or _env_int("DATAHAVN_DASK_THREADS", 0) or max(
-            1, (os.cpu_count() or 1) // (n_workers if processes else 1)
-        )
-        memory = memory_limit or os.environ.get("DATAHAVN_DASK_MEMORY") or "auto"
-        kwargs = {"dashboard_address": None, "n_workers": n_workers, "threads_per_worker": threads,
-                  "processes": processes, "memory_limit": memory}
-        if processes:
-            from distributed.security import Security
-
-            security = Security.temporary()
-            # an ephemeral port for the dashboard: the box refuses any chosen one (Dask would call 8787 "in use")
-            kwargs.update(host="127.0.0.1", protocol="tls://", security=security, dashboard_address="127.0.0.1:0")
-            cluster = LocalCluster(**kwargs)
-            self._client = Client(cluster, security=security)
+        engine = os.environ.get("DATAHAVN_DASK_ENGINE") or "local"
+        if engine == "local":
+            self._client = local_client(workers, cores, memory, processes)
+        elif processes is not None:
+            raise DaskError(f"processes= is for the local engine; this workspace's clusters run on {engine}")
         else:
-            self._client = Client(LocalCluster(**kwargs))
+            self._client = GatewayClusters().start(workers, cores, memory)
         return self._client

@@ -124,13 +124,35 @@ def wait_up(hub: HubClient, proc: subprocess.Popen, timeout: float = 60) -> None
     raise DemoError(f"JupyterHub did not answer at {hub.url} within {timeout:.0f} s")
 
 
-def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = None) -> int:
+#: the demo's Dask limits on a small machine (a site sets $DATAHAVN_DASK_LIMITS, the chart's keys)
+DEMO_DASK_LIMITS = ('{"defaults": {"maxWorkers": 4, "maxCores": 4, "maxMemoryGiB": 8, "workerCores": {"default": 1,'
+                    ' "max": 2}, "workerMemoryGiB": {"default": 1, "max": 4}, "schedulerMemoryGiB": 1}}')
+
+
+def slurm_answers(timeout: float = 10) -> str | None:
+    """None if this machine's Slurm answers (``sinfo``), else why not."""
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        return "Slurm is not installed"
+    except subprocess.TimeoutExpired:
+        return f"slurmctld did not answer within {timeout:g} s"
+    if proc.returncode != 0:
+        return proc.stderr.strip() or f"sinfo failed ({proc.returncode})"
+    return None
+
+
+def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = None, dask: str = "local") -> int:
     if os.geteuid() != 0:
         print("datahavn: error: the demo runs as root (it creates unix accounts per user and project)", file=sys.stderr)
         return 1
     if not 1 <= port <= 65535:
         print(f"datahavn: error: invalid port {port}", file=sys.stderr)
         return 2
+    if dask == "slurm" and (why := slurm_answers()):
+        print(f"datahavn: error: --dask slurm needs a running Slurm ({why}); start one on this machine with "
+              "`bash scripts/slurm.sh`", file=sys.stderr)  # fmt: skip
+        return 1
     layout = Layout(Path(state_dir or os.environ.get("DATAHAVN_STATE_DIR") or DEFAULT_STATE_DIR).absolute())
     try:
         provision.ensure_state(layout)
@@ -156,6 +178,10 @@ def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = No
         DATAHAVN_PROXY_API_PORT=os.environ.get("DATAHAVN_PROXY_API_PORT") or str(free_port()),
         DATAHAVN_AUDIT_PORT=os.environ.get("DATAHAVN_AUDIT_PORT") or str(free_port()),
         DATAHAVN_AIRLOCK_PORT=os.environ.get("DATAHAVN_AIRLOCK_PORT") or str(free_port()),
+        DATAHAVN_DASK_ENGINE=dask,
+        **{f"DATAHAVN_GATEWAY_{k}_PORT": os.environ.get(f"DATAHAVN_GATEWAY_{k}_PORT") or str(free_port())
+           for k in ("API", "HTTP", "TCP")},  # fmt: skip
+        DATAHAVN_DASK_LIMITS=os.environ.get("DATAHAVN_DASK_LIMITS") or DEMO_DASK_LIMITS,
         DATAHAVN_ADMIN_TOKEN=token,
         DATAHAVN_DEMO_PASSWORD=user_password,
         DATAHAVN_DEMO_ADMIN_PASSWORD=admin_password,

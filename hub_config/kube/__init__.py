@@ -10,7 +10,7 @@ Everything re-exported here is a function of its arguments, checked against lite
 without a cluster.
 """
 
-from .dask import cluster_config, dask_labels, dask_option_fields, gateway_user
+from .dask import cluster_config, dask_labels, gateway_user
 from .ids import GID_MIN, GID_SPAN, UID_MIN, UID_SPAN, Identity, derived_gid, identity, uid_clashes, workspace_uid
 from .pods import (
     ACCOUNT_LABEL,
@@ -30,7 +30,7 @@ __all__ = [
     "ACCOUNT_LABEL", "GID_MIN", "GID_SPAN", "PROJECT_LABEL", "UID_MIN", "UID_SPAN", "POD_STATE_DIR", "SERVER_LABELS",
     "WORKSPACE_INIT", "DaskLimits",
     "GatewaySettings", "Identity", "KubeSettings", "KubeSettingsError", "ProjectSettings", "cluster_config",
-    "dask_labels", "dask_option_fields", "derived_gid", "gateway_user", "identity", "pod_project_env",
+    "dask_labels", "derived_gid", "gateway_user", "identity", "pod_project_env",
     "pod_server_env", "project_volumes", "security_contexts", "server_labels", "server_spec", "uid_clashes",
     "workspace_uid",
 ]  # fmt: skip

@@ -1,7 +1,7 @@
 """Dask clusters of a (user, project) on Kubernetes: dask-gateway's options and cluster config (pure).
 
 The project comes from the caller's token, never from the options; the sizes a
-user may choose are bounded by the project's limits (:class:`.settings.DaskLimits`).
+user may choose are bounded by the project's limits (:func:`..dask.limits.check_options`, shared with Slurm).
 The glue that plugs these into dask-gateway-server is :mod:`.gateway`.
 """
 
@@ -11,11 +11,10 @@ from collections.abc import Mapping
 
 from datahavn.names import account_name, project_group
 
+from ..dask.limits import OptionsError, check_options, common_config
 from .ids import Identity, identity
 from .pods import ACCOUNT_LABEL, PROJECT_LABEL, pod_project_env, project_volumes, security_contexts
-from .settings import DaskLimits, KubeSettings, KubeSettingsError
-
-GIB = 1 << 30
+from .settings import KubeSettings, KubeSettingsError
 
 
 def gateway_user(user: str, project: str) -> tuple[str, list[str]]:
@@ -25,28 +24,6 @@ def gateway_user(user: str, project: str) -> tuple[str, list[str]]:
     connects to and counts only the clusters of its own (user, project).
     """
     return account_name(user, project), [project_group(project)]
-
-
-def dask_option_fields(limits: DaskLimits) -> list[dict]:
-    """The options a user may set on a cluster: worker size within the project's bounds. Not the project."""
-    return [
-        {
-            "kind": "float",
-            "field": "worker_cores",
-            "default": limits.worker_cores,
-            "min": 0.1,
-            "max": limits.worker_cores_max,
-            "label": "Worker cores",
-        },
-        {
-            "kind": "float",
-            "field": "worker_memory",
-            "default": limits.worker_memory_gib,
-            "min": 0.25,
-            "max": limits.worker_memory_gib_max,
-            "label": "Worker memory (GiB)",
-        },
-    ]
 
 
 def dask_labels(ident: Identity) -> dict[str, str]:
@@ -65,16 +42,11 @@ def cluster_config(settings: KubeSettings, user: str, project: str, options: Map
     p = settings.project(project)
     limits = p.dask
     ident = identity(user, project, p.gid)
-    unknown = set(options) - {f["field"] for f in dask_option_fields(limits)}
-    if unknown:
-        raise KubeSettingsError(f"unknown cluster options {sorted(unknown)}: the project is not an option")
-    cores = float(options.get("worker_cores", limits.worker_cores))
-    memory = float(options.get("worker_memory", limits.worker_memory_gib))
-    if not 0 < cores <= limits.worker_cores_max or not 0 < memory <= limits.worker_memory_gib_max:
-        raise KubeSettingsError(
-            f"workers in {project} may have up to {limits.worker_cores_max:g} cores "
-            f"and {limits.worker_memory_gib_max:g} GiB"
-        )
+    try:
+        sizes = check_options(project, limits, options)
+    except OptionsError as e:
+        raise KubeSettingsError(str(e)) from None
+    common = common_config(limits, sizes)
     pod_sc, container_sc = security_contexts(ident)
     volumes, mounts = project_volumes(settings, project)
     labels = dask_labels(ident)
@@ -83,18 +55,11 @@ def cluster_config(settings: KubeSettings, user: str, project: str, options: Map
         "image": settings.gateway.image,
         "image_pull_policy": settings.gateway.image_pull_policy,
         "environment": pod_project_env(settings, ident),
-        "worker_cores": cores,
-        "worker_cores_limit": cores,
-        "worker_memory": int(memory * GIB),
-        "worker_memory_limit": int(memory * GIB),
-        "scheduler_cores": limits.scheduler_cores,
-        "scheduler_cores_limit": limits.scheduler_cores,
-        "scheduler_memory": int(limits.scheduler_memory_gib * GIB),
-        "scheduler_memory_limit": int(limits.scheduler_memory_gib * GIB),
-        "cluster_max_workers": limits.max_workers,
-        "cluster_max_cores": limits.max_cores,
-        "cluster_max_memory": int(limits.max_memory_gib * GIB),
-        "idle_timeout": float(limits.idle_timeout_seconds),
+        **common,
+        "worker_cores_limit": common["worker_cores"],
+        "worker_memory_limit": common["worker_memory"],
+        "scheduler_cores_limit": common["scheduler_cores"],
+        "scheduler_memory_limit": common["scheduler_memory"],
         "scheduler_extra_pod_labels": labels,
         "worker_extra_pod_labels": labels,
         "scheduler_extra_pod_config": pod_common,

@@ -31,9 +31,14 @@ from http.client import responses
 from tornado import web
 
 from datahavn.names import InvalidName, check_project
+from datahavn.tokens import dask_token_scope
 
 from ..audit import hub as audit_hub
 from ..projects import check_grant
+from ..workspace import dask_env
+
+#: the note of a workspace's Dask token (one per running workspace; replaced at each start, deleted at stop)
+DASK_TOKEN_NOTE = "datahavn dask-gateway: {project}"
 
 
 class WorkspaceError(web.HTTPError):
@@ -159,6 +164,31 @@ class ProjectSpawnerBase:
             await self.halt(now)
         finally:
             self._halting = False
+            self.drop_dask_token()
+
+    # --- Dask on a gateway --------------------------------------------------------------
+
+    def dask_gateway_env(self, engine: str, gateway_url: str = "", proxy_address: str = "") -> dict[str, str]:
+        """The kernels' ``project.dask()`` settings; for a gateway engine, with a fresh Dask token.
+
+        The token carries only :func:`datahavn.tokens.dask_token_scope` for this (user, project): it
+        opens the gateway for this workspace and nothing else, and dies with the server.
+        """
+        if engine == "local":
+            return dask_env(engine)
+        self.drop_dask_token()
+        token = self.user.new_api_token(
+            scopes=[dask_token_scope(self.user.name, self.name)], note=DASK_TOKEN_NOTE.format(project=self.name)
+        )
+        return dask_env(engine, gateway_url, proxy_address, token)
+
+    def drop_dask_token(self) -> None:
+        note = DASK_TOKEN_NOTE.format(project=self.name)
+        stale = [t for t in self.user.orm_user.api_tokens if t.note == note]
+        for t in stale:
+            self.db.delete(t)
+        if stale:
+            self.db.commit()
 
     # --- audit ------------------------------------------------------------------------
 

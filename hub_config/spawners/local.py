@@ -23,7 +23,7 @@ from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default
 from datahavn.names import account_name
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
-from ..workspace import server_env
+from ..workspace import host_port, server_env
 from . import cgroups, provision
 from .base import ProjectSpawnerBase, WorkspaceError
 
@@ -99,6 +99,26 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
         help="""Memory limit per Dask worker, e.g. "4GiB" ("auto": the machine's memory shared among them).""",
     ).tag(config=True)
 
+    dask_engine = Unicode(
+        "local",
+        help="""Where ``project.dask()`` runs a cluster: "local" (a LocalCluster in the kernel's box) or "slurm"
+        (dask-gateway on Slurm: the hub service datahavn-dask). The researcher's code is the same.""",
+    ).tag(config=True)
+
+    @validate("dask_engine")
+    def _check_dask_engine(self, proposal):
+        if proposal.value not in ("local", "slurm"):
+            raise TraitError(f"ProjectSpawner.dask_engine must be local or slurm, not {proposal.value!r}")
+        return proposal.value
+
+    dask_gateway_url = Unicode(
+        "", help="""The gateway's address as kernels reach it (its proxy's HTTP side), e.g. http://127.0.0.1:8005."""
+    ).tag(config=True)
+
+    dask_gateway_proxy = Unicode(
+        "", help="""The gateway's scheduler proxy (TLS by SNI) as kernels reach it, e.g. tls://127.0.0.1:8006."""
+    ).tag(config=True)
+
     workspace_seed = List(
         Unicode(),
         help="""Files copied into a workspace when it is created (e.g. an example notebook).""",
@@ -168,11 +188,19 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
             # the kernels' box (extensions/provisioner.py): bubblewrap, this workspace's /tmp, its limits
             DATAHAVN_SANDBOX=self.kernel_sandbox,
             DATAHAVN_TMP=str(self.layout.workspace_tmp(self.account.pw_uid)),
-            DATAHAVN_NET_ALLOW=",".join(self.limit("network_allow")),
+            DATAHAVN_NET_ALLOW=",".join(self.network_allow_all()),
+            **self.dask_gateway_env(self.dask_engine, self.dask_gateway_url, self.dask_gateway_proxy),
             **{f"DATAHAVN_CGROUP_{c.upper()}": str(p) for c, p in self._cgroups.items()},
             **{f"DATAHAVN_LIMIT_{k.upper()}": str(v) for k, v in self.limits().describe().items() if v},
         )
         return env
+
+    def network_allow_all(self) -> list[str]:
+        """The kernels' allow-list: the project's, and with a gateway engine the gateway's two addresses."""
+        allow = list(self.limit("network_allow"))
+        if self.dask_engine != "local":
+            allow += [host_port(a) for a in (self.dask_gateway_url, self.dask_gateway_proxy) if a]
+        return list(dict.fromkeys(allow))
 
     def limit(self, name: str):
         """This project's value of a limit (``project_limits``), else the spawner's."""

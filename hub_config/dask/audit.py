@@ -1,0 +1,126 @@
+"""What every Datahavn gateway backend does around dask-gateway's own: records, fail-closed, the grant watch.
+
+:class:`AuditedBackend` sits before the engine's backend in the class order
+(``class DatahavnSlurmBackend(AuditedBackend, SlurmBackend)``):
+
+- a cluster is started, or scaled, only once ``dask_cluster_start`` / ``dask_cluster_scale`` is recorded
+  (the store cannot record: 503, nothing runs); ``dask_cluster_stop`` says why a cluster stopped;
+- every ``grant_check_period`` seconds the grants of the running clusters are read again from the hub;
+  a cluster whose grant lapsed (revoked, expired, or the member removed) is stopped and the stop
+  recorded with the reason. The hub refusing the token at the next request does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from dask_gateway_server.backends.base import Backend
+from traitlets import Float
+
+from ..audit import hub as audit_hub
+from .auth import HubError
+
+ACTOR = "datahavn-dask"
+
+
+class AuditedBackend(Backend):
+    """Records and the grant watch for a dask-gateway backend (mixed in before it)."""
+
+    grant_check_period = Float(
+        10.0,
+        help="""Seconds between two readings of the running clusters' grants; a lapsed grant stops its clusters.""",
+        config=True,
+    )
+
+    # --- who a cluster is ------------------------------------------------------------
+
+    def cluster_identity(self, cluster_name: str) -> tuple[str | None, str | None]:
+        """(user, project) of a cluster, from the environment its config pinned at creation."""
+        cluster = self.db.get_cluster(cluster_name) if hasattr(self, "db") else None
+        env = (cluster.config.get("environment") or {}) if cluster is not None else {}
+        return env.get("DATAHAVN_USER"), env.get("DATAHAVN_PROJECT")
+
+    def record(self, kind: str, cluster_name: str, strict: bool = False, **fields) -> None:
+        user, project = self.cluster_identity(cluster_name)
+        detail = {"cluster": cluster_name, **fields.pop("detail", {})}
+        try:
+            audit_hub.record(kind, strict=strict, user=user, project=project,
+                             server=f"{user}/{project}" if user else None, actor=ACTOR, detail=detail,
+                             **fields)  # fmt: skip
+        except audit_hub.AuditUnavailable:
+            raise web.HTTPServiceUnavailable(
+                reason=f"The audit store cannot record {kind}: nothing was started. Ask an administrator."
+            ) from None
+
+    # --- the API's verbs, recorded -----------------------------------------------------
+
+    async def start_cluster(self, user, cluster_options):
+        name = await super().start_cluster(user, cluster_options)
+        try:
+            self.record("dask_cluster_start", name, strict=True, outcome="requested",
+                        detail={"account": user.name, "options": dict(cluster_options or {})})  # fmt: skip
+        except web.HTTPServiceUnavailable:
+            await super().stop_cluster(name, failed=True)
+            raise
+        return name
+
+    async def forward_message_to_scheduler(self, cluster, msg):
+        if msg.get("op") in ("scale", "adapt"):
+            self.record("dask_cluster_scale", cluster.name, strict=True, outcome="requested",
+                        detail={k: v for k, v in msg.items() if k != "op"} | {"op": msg["op"]})  # fmt: skip
+        return await super().forward_message_to_scheduler(cluster, msg)
+
+    async def stop_cluster(self, cluster_name, failed=False, reason: str = "requested"):
+        cluster = await self.get_cluster(cluster_name)
+        if cluster is not None and cluster.status.name in ("PENDING", "RUNNING"):
+            self.record("dask_cluster_stop", cluster_name, outcome="failed" if failed else "stopped",
+                        detail={"reason": reason})  # fmt: skip
+        return await super().stop_cluster(cluster_name, failed=failed)
+
+    # --- the grant watch -----------------------------------------------------------------
+
+    async def setup(self, app):
+        await super().setup(app)
+        self._authenticator = app["authenticator"]
+        self._grant_watch = asyncio.ensure_future(self._watch_grants())
+
+    async def cleanup(self):
+        watch = getattr(self, "_grant_watch", None)
+        if watch is not None:
+            watch.cancel()
+        await super().cleanup()
+
+    async def _watch_grants(self):
+        while True:
+            await asyncio.sleep(self.grant_check_period)
+            try:
+                await self.stop_lapsed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("Checking the running clusters' grants")
+
+    async def stop_lapsed(self) -> list[str]:
+        """Stop every running cluster whose grant is no longer current; returns their names."""
+        stopped = []
+        grants = {}
+        for cluster in await self.list_clusters():
+            user, project = self.cluster_identity(cluster.name)
+            if user is None or project is None:
+                self.log.warning("Stopping cluster %s: it names no Datahavn workspace", cluster.name)
+                await self.stop_cluster(cluster.name, reason="no Datahavn workspace")
+                stopped.append(cluster.name)
+                continue
+            if (user, project) not in grants:
+                try:
+                    grants[user, project] = await self._authenticator.grant(user, project)
+                except HubError as e:  # the hub is down: keep running, look again next time
+                    self.log.warning("Cannot read the grant of %s in %s: %s", user, project, e)
+                    continue
+            grant = grants[user, project]
+            if not grant.current:
+                self.log.warning("Stopping cluster %s of %s in %s: grant %s", cluster.name, user, project, grant.status)
+                await self.stop_cluster(cluster.name, reason=f"grant {grant.status}")
+                stopped.append(cluster.name)
+        return stopped
