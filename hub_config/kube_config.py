@@ -21,8 +21,9 @@ c = get_config()  # noqa: F821
 settings_path = os.environ.get("DATAHAVN_SETTINGS", DEFAULT_SETTINGS)
 settings = load_settings(settings_path)
 
-# dask-gateway: registered by the chart as the hub service "dask-gateway" (token from the hub's
-# Secret); reachable at /services/dask-gateway/, and allowed to read projects' grants
+# dask-gateway: registered by the chart as the hub service "dask-gateway" for its API token (from the
+# hub's Secret), allowed to read projects' grants. No URL: the hub does not proxy it, so neither it nor
+# its clusters' dashboards can be reached from outside the cluster (a Dask token copied out opens nothing)
 extra_roles = []
 if settings.gateway is not None:
     extra_roles.append({"name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"]})
@@ -47,11 +48,6 @@ configure(
     airlock=airlock,
     checkers=settings.checkers,
 )
-if settings.gateway is not None:
-    for service in c.JupyterHub.services:
-        if service.get("name") == "dask-gateway":
-            service.setdefault("url", settings.gateway.service_url)
-
 c.KubeProjectSpawner.datahavn_settings = settings_path
 # no Kubernetes API credentials in any user pod (server_spec sets it too, per pod)
 c.KubeSpawner.automount_service_account_token = False

@@ -65,6 +65,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{- /* dask-gateway's traefik TCP port (schedulers by TLS SNI): "web" when it shares the web port. */}}
+{{- define "datahavn.gatewayTcpPort" -}}
+{{- dig "traefik" "service" "ports" "tcp" "port" "web" (index .Values "dask-gateway") }}
+{{- end }}
+
 {{- define "datahavn.gatewayTraefik" -}}
 {{- printf "traefik-%s" (include "datahavn.gatewayFullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

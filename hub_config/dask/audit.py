@@ -5,6 +5,8 @@
 
 - a cluster is started, or scaled, only once ``dask_cluster_start`` / ``dask_cluster_scale`` is recorded
   (the store cannot record: 503, nothing runs); ``dask_cluster_stop`` says why a cluster stopped;
+- every refusal the gateway answers (a token it does not take, another workspace's cluster, options
+  beyond the project's limits) is a ``denied`` record;
 - every ``grant_check_period`` seconds the grants of the running clusters are read again from the hub;
   a cluster whose grant lapsed (revoked, expired, or the member removed) is stopped and the stop
   recorded with the reason. The hub refusing the token at the next request does the rest.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiohttp import web
 from dask_gateway_server.backends.base import Backend
@@ -83,7 +86,32 @@ class AuditedBackend(Backend):
     async def setup(self, app):
         await super().setup(app)
         self._authenticator = app["authenticator"]
+        app.middlewares.append(self._record_refusals)
         self._grant_watch = asyncio.ensure_future(self._watch_grants())
+
+    @web.middleware
+    async def _record_refusals(self, request, handler):
+        """Every refusal is a ``denied`` record (a client's first, token-less request is only the handshake)."""
+        refusal = None
+        try:
+            response = await handler(request)
+            status, reason = response.status, ""
+        except web.HTTPException as e:
+            refusal, response, status, reason = e, None, e.status, e.reason
+        if status in (401, 403, 404, 409, 422) and (status != 401 or "Authorization" in request.headers):
+            if response is not None and not reason:
+                try:
+                    reason = json.loads(response.body)["error"]
+                except (TypeError, ValueError, KeyError):
+                    reason = response.reason or ""
+            who = request.get("user")
+            user, project = getattr(who, "datahavn_user", None), getattr(who, "datahavn_project", None)
+            audit_hub.record("denied", user=user, project=project, server=f"{user}/{project}" if user else None,
+                             actor=ACTOR, outcome=f"HTTP {status}",
+                             detail={"gateway": f"{request.method} {request.path}", "reason": str(reason)[:500]})  # fmt: skip
+        if refusal is not None:
+            raise refusal
+        return response
 
     async def cleanup(self):
         watch = getattr(self, "_grant_watch", None)

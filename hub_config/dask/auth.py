@@ -86,5 +86,6 @@ def configure_auth(c) -> None:
     c.DaskGateway.authenticator_class = ProjectGatewayAuthenticator
     # our own rule replaces JupyterHub's service-access scopes: a workspace's Dask token, a current grant
     c.JupyterHubAuthenticator.use_service_access_scopes = False
-    # a cookie the gateway sets is trusted this long; every new token is asked of the hub
-    c.Authenticator.cache_max_age = 60
+    # a cookie the gateway sets is trusted this long (then the hub and the grant are asked again); the grant
+    # watch (audit.py) stops a revoked workspace's clusters in the meantime
+    c.Authenticator.cache_max_age = 15

@@ -55,10 +55,14 @@ def check_options(project: str, limits: DaskLimits, options: Mapping) -> Sizes:
             raise OptionsError(f"{name}={value:g} is outside project {project}'s limits ({f['min']:g}..{f['max']:g})")
         values[name] = value
     sizes = Sizes(float(values["worker_cores"]), float(values["worker_memory"]), int(values["workers"]))
-    if sizes.workers * sizes.cores > limits.max_cores or sizes.workers * sizes.memory_gib > limits.max_memory_gib:
+    # dask-gateway counts the scheduler in the cluster's totals, and would quietly start fewer workers
+    cores = sizes.workers * sizes.cores + limits.scheduler_cores
+    memory = sizes.workers * sizes.memory_gib + limits.scheduler_memory_gib
+    if cores > limits.max_cores or memory > limits.max_memory_gib:
         raise OptionsError(
-            f"{sizes.workers} workers of {sizes.cores:g} cores and {sizes.memory_gib:g} GiB exceed project "
-            f"{project}'s limits ({limits.max_cores:g} cores, {limits.max_memory_gib:g} GiB in all)"
+            f"{sizes.workers} workers of {sizes.cores:g} cores and {sizes.memory_gib:g} GiB, with the scheduler's "
+            f"{limits.scheduler_cores:g} and {limits.scheduler_memory_gib:g} GiB, exceed project {project}'s "
+            f"limits ({limits.max_cores:g} cores, {limits.max_memory_gib:g} GiB in all)"
         )
     return sizes
 

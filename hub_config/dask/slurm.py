@@ -4,9 +4,9 @@ The gateway (a hub service, root on the hub machine, as ``PrivateData=jobs`` nee
 ``SlurmBackend`` with four things changed:
 
 - **who**: the gateway's user is the pair's account (:func:`..kube.dask.gateway_user`), so ``sbatch``
-  and ``scancel`` run as ``dh-<project>-<user>``, with the project's group as its only group, from
-  here (no ``sudo``, no launcher in the users' environment); an account that is not a Datahavn
-  workspace's is refused;
+  runs as ``dh-<project>-<user>``, with the project's group as its only group, from here (no
+  ``sudo``, no launcher in the users' environment); an account that is not a Datahavn workspace's
+  is refused. ``scancel`` runs as the gateway, which the account cannot interfere with;
 - **where**: the staging folder (the cluster's TLS key and certificate, its logs) is
   ``<state>/dask/<account>/<cluster>``, made by root and then handed to the account, not ``~``
   (the accounts have no home);
@@ -151,12 +151,11 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
         return str(self.layout.dask / self.account(cluster.username).pw_name / cluster.name)
 
     async def do_as_user(self, user, action, cmd=None, env=None, stdin=None, staging_dir=None, files=None):
+        if action != "start":
+            raise RuntimeError(f"unexpected action {action!r}: jobs are stopped by stop_job, as the gateway")
         entry = self.account(user)
         if staging_dir:
-            if action == "start":
-                make_staging(self.layout, entry, Path(staging_dir), files or {})
-            elif action == "stop":
-                shutil.rmtree(staging_dir, ignore_errors=True)
+            make_staging(self.layout, entry, Path(staging_dir), files or {})
         return await self.run(cmd, env or {}, stdin, entry)
 
     async def run(self, cmd, env, stdin=None, entry: pwd.struct_passwd | None = None) -> tuple[int, str, str]:
@@ -183,6 +182,19 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
                 "the batch scheduler (slurmctld) is not responding"
             ) from None
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def stop_job(self, username, job_id, staging_dir=None):
+        """``scancel`` as the gateway (root), not as the account: the account can neither delay nor kill it,
+        and a hub stopping the workspace (which kills every process of the account) cannot cut it short."""
+        if staging_dir:
+            parent = self.layout.dask / self.account(username).pw_name
+            if Path(staging_dir).parent != parent:
+                raise RuntimeError(f"staging folder {staging_dir} is not under {parent}")
+            shutil.rmtree(staging_dir, ignore_errors=True)
+        cmd, env = self.get_stop_cmd_env(job_id)
+        code, _, err = await self.run(cmd, env)
+        if code != 0 and "Job has finished" not in err and "Invalid job id" not in err:
+            raise RuntimeError(f"scancel {job_id} failed ({code}): {err.strip()}")
 
     async def check_jobs(self, job_ids):
         if not job_ids:

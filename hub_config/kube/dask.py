@@ -35,7 +35,8 @@ def cluster_config(settings: KubeSettings, user: str, project: str, options: Map
 
     The project comes from the caller's token, never from ``options``; the
     workers get the project's volumes and the server's security context; the
-    scheduler gets the security context and no data.
+    scheduler gets the security context and no data. Sizes beyond the project's
+    limits, and any other option, are refused (:class:`.settings.KubeSettingsError`).
     """
     if settings.gateway is None:
         raise KubeSettingsError("dask-gateway is not enabled on this cluster")
@@ -54,7 +55,8 @@ def cluster_config(settings: KubeSettings, user: str, project: str, options: Map
     return {
         "image": settings.gateway.image,
         "image_pull_policy": settings.gateway.image_pull_policy,
-        "environment": pod_project_env(settings, ident),
+        # DATAHAVN_USER and DATAHAVN_PROJECT: the cluster's pair, read back by the gateway (..dask.kube_backend)
+        "environment": {**pod_project_env(settings, ident), "DATAHAVN_USER": user},
         **common,
         "worker_cores_limit": common["worker_cores"],
         "worker_memory_limit": common["worker_memory"],

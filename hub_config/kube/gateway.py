@@ -1,7 +1,8 @@
 """dask-gateway on Kubernetes for Datahavn: clusters pinned to the caller's (user, project).
 
 Loaded by the gateway's config (the chart sets ``dask-gateway.gateway.extraConfig``
-to ``configure(c)``); the gateway image must hold the ``datahavn`` package.
+to ``configure(c)``); the gateway image must hold the ``datahavn`` package and
+psycopg (the audit store's PostgreSQL driver).
 
 - Who: :mod:`..dask.auth`, as on Slurm: only a workspace's Dask token, with a current grant;
   the gateway's user is the pair's account, so a workspace sees and reaches only its own
@@ -9,6 +10,8 @@ to ``configure(c)``); the gateway image must hold the ``datahavn`` package.
 - What: the project is never a cluster option. Users choose worker cores, memory and
   count within the project's bounds (:mod:`..dask.limits`); images, volumes, security context,
   labels and cluster limits come from :func:`.dask.cluster_config`.
+- Records: every start, scale and stop, into the audit store, and clusters whose grant lapsed
+  stopped (:mod:`..dask.kube_backend`, the backend this sets).
 - Settings: the chart's ``datahavn.json``, read from its ConfigMap through the
   Kubernetes API with the gateway's service account (the chart grants it
   ``get`` on that one ConfigMap), asynchronously, cached for ``SETTINGS_TTL`` seconds.
@@ -89,10 +92,26 @@ async def cluster_options(user):
     return gateway_options(current.project(project).dask, handler)
 
 
+#: the Kubernetes backend with Datahavn's records and grant watch (a name: it imports kubernetes_asyncio)
+BACKEND = "datahavn.hub_config.dask.kube_backend.DatahavnKubeBackend"
+
+
 def configure(c) -> None:
-    """Plug Datahavn into a dask-gateway-server config ``c`` (after the chart's own settings)."""
+    """Plug Datahavn into a dask-gateway-server config ``c`` (after the chart's own settings).
+
+    The chart's ``c.KubeBackend`` and ``c.KubeClusterConfig`` settings still apply: the backend is a subclass.
+    """
     configure_auth(c)
+    c.DaskGateway.backend_class = BACKEND
     c.Backend.cluster_options = cluster_options
 
 
-__all__ = ["ProjectGatewayAuthenticator", "ProjectUser", "SettingsCache", "cluster_options", "configure", "settings"]
+__all__ = [
+    "BACKEND",
+    "ProjectGatewayAuthenticator",
+    "ProjectUser",
+    "SettingsCache",
+    "cluster_options",
+    "configure",
+    "settings",
+]

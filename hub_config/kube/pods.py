@@ -75,19 +75,23 @@ def pod_project_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
 
 
 def pod_server_env(settings: KubeSettings, ident: Identity) -> dict[str, str]:
-    """The server's environment (as on a single machine), and the chart's Dask gateway."""
+    """The server's environment (as on a single machine); ``project.dask()``'s is the spawner's (a token)."""
     env = server_env(settings.layout, ident.user, ident.project, ident.account, ident.uid, settings.audit_url,
                      settings.airlock_url or "")  # fmt: skip
     # the pod is the kernels' box: their provisioner adds the command, environment and Landlock rules
     env["DATAHAVN_SANDBOX"] = "pod"
-    if settings.gateway is not None:
-        env.update(
-            DASK_GATEWAY__ADDRESS=settings.gateway.address,
-            DASK_GATEWAY__PROXY_ADDRESS=settings.gateway.proxy_address,
-            DASK_GATEWAY__PUBLIC_ADDRESS=settings.gateway.public_address,
-            DASK_GATEWAY__AUTH__TYPE="jupyterhub",
-        )
     return env
+
+
+def dask_engine(settings: KubeSettings) -> tuple[str, str, str]:
+    """(engine, gateway address, proxy address) of ``project.dask()`` in this cluster's workspaces.
+
+    With the chart's gateway, ``kubernetes`` and the gateway's two addresses inside the cluster
+    (the only parts of it a workspace pod may reach); else ``local``, in the kernel.
+    """
+    if settings.gateway is None:
+        return "local", "", ""
+    return "kubernetes", settings.gateway.address, settings.gateway.proxy_address
 
 
 #: Creates the workspace as the pair itself (no root anywhere): ``work/`` is group-writable

@@ -92,14 +92,13 @@ class ProjectSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """Where workspaces reach dask-gateway, and the image of its schedulers and workers."""
+    """Where workspaces reach dask-gateway (inside the cluster only), and the image of its schedulers and workers."""
 
+    #: the gateway's HTTP API, through its proxy (``http://traefik-...:80/<prefix>``)
     address: str
+    #: its TLS scheduler proxy (``tls://traefik-...:<port>``)
     proxy_address: str
-    public_address: str
     image: str
-    #: the hub service "dask-gateway" proxies /services/dask-gateway/ here
-    service_url: str
     image_pull_policy: str = "IfNotPresent"
 
 
@@ -138,12 +137,7 @@ class KubeSettings:
             gw = data.get("gateway") or {}
             gateway = (
                 GatewaySettings(
-                    gw["address"],
-                    gw["proxyAddress"],
-                    gw["publicAddress"],
-                    gw["image"],
-                    gw["serviceUrl"],
-                    gw.get("imagePullPolicy") or "IfNotPresent",
+                    gw["address"], gw["proxyAddress"], gw["image"], gw.get("imagePullPolicy") or "IfNotPresent"
                 )
                 if gw.get("enabled")
                 else None

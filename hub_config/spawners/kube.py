@@ -3,8 +3,10 @@
 The Kubernetes twin of :class:`.local.ProjectSpawner`, and thin: the order of
 checks and audit records is :class:`.base.ProjectSpawnerBase`'s; ``prepare``
 sets the pod from the pure :func:`..kube.pods.server_spec` (uid and gid,
-volumes, environment, labels), tested without a cluster; ``launch`` and
-``halt`` are KubeSpawner's own.
+volumes, environment, labels), tested without a cluster, and the kernels'
+``project.dask()`` settings with the workspace's Dask token
+(:meth:`.base.ProjectSpawnerBase.dask_gateway_env`); ``launch`` and ``halt``
+are KubeSpawner's own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from kubespawner import KubeSpawner
 from traitlets import Unicode
 
-from ..kube import KubeSettings, KubeSettingsError, server_spec, uid_clashes
+from ..kube import KubeSettings, KubeSettingsError, dask_engine, server_spec, uid_clashes
 from ..projects import project_users
 from .base import ProjectSpawnerBase, WorkspaceError
 
@@ -53,8 +55,10 @@ class KubeProjectSpawner(ProjectSpawnerBase, KubeSpawner):
         except KubeSettingsError as e:
             self.log.error("Cannot start %s: %s", self._log_name, e)
             raise WorkspaceError(500, f"Cannot prepare the workspace: {e}. Ask an administrator.") from None
+        # project.dask(): on the chart's gateway, with a fresh token that opens it for this workspace only
+        dask = self.dask_gateway_env(*dask_engine(settings))
         # keep what the chart sets for every server (e.g. extraEnv, labels); ours win
-        spec["environment"] = {**self.environment, **spec["environment"]}
+        spec["environment"] = {**self.environment, **spec["environment"], **dask}
         spec["extra_labels"] = {**self.extra_labels, **spec["extra_labels"]}
         spec["extra_pod_config"] = {**self.extra_pod_config, **spec["extra_pod_config"]}
         for name, value in spec.items():

@@ -58,7 +58,7 @@ async def test_dask_workers_keep_the_server_identity(hub, kernel):
         "threads = c.run(lambda: (os.getuid(), os.getgid(), os.getgroups(), os.getpid()))\n"
         "addr = c.scheduler.address\n"
         "c.close(); c.cluster.close(); project._client = None\n"
-        "p = project.dask(processes=True, n_workers=2, threads_per_worker=1)\n"
+        "p = project.dask(workers=2, cores=1, processes=True)\n"
         "procs = p.run(lambda: (os.getuid(), os.getgid(), os.getgroups(), os.getpid()))\n"
         "paddr = p.scheduler.address\n"
         "total = int(project.genotypes('cohort').count_alleles().sum().compute())\n"

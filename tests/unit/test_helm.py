@@ -245,7 +245,7 @@ TRAEFIK = (
             "matchLabels": {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "traefik"}
         }
     },
-    tcp(8000, 8786),
+    tcp(8000),  # the web port; schedulers by TLS SNI share it (traefik.service.ports.tcp.port: web)
 )
 GATEWAY_API = (
     {
@@ -374,6 +374,10 @@ def test_lint_values_set_every_option():
         ("airlock.storage.sise=1Gi", "sise"),
         ("airlock.storage.size=lots", "size"),
         ("airlock.enabled=maybe", "enabled"),
+        # the gateway's audit store: a list in values, replaced whole by one of the operator's
+        ("dask-gateway.gateway.env[0].name=OTHER", "DATAHAVN_AUDIT_DB_URL"),
+        # a Dask token copied out of a kernel must open nothing from outside the cluster
+        ("dask-gateway.traefik.service.type=LoadBalancer", "ClusterIP"),
     ],
 )
 def test_schema_refuses(chart, bad, error):
@@ -424,6 +428,7 @@ def test_hub_configuration(docs, settings):
     assert settings.project("rare_dis").dask.max_workers == 2
     assert settings.project("brca").dask.worker_cores_max == 4
     assert settings.gateway.address == f"http://traefik-{RELEASE}-dask-gateway.{NAMESPACE}:80/services/dask-gateway"
+    assert settings.gateway.proxy_address == f"tls://traefik-{RELEASE}-dask-gateway.{NAMESPACE}:80"
     assert settings.gateway.image == "registry.example.org/datahavn/k8s-singleuser:0.1.0"
     assert settings.audit_url == f"http://datahavn-audit.{NAMESPACE}:8002"
     assert settings.auditors == ("auditor", "admin")
@@ -437,6 +442,106 @@ def test_hub_configuration(docs, settings):
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["datahavn-hub-config"], "verbs": ["get"]}
     ]
     assert binding["subjects"][0]["name"] == f"{RELEASE}-dask-gateway"
+
+
+# --- dask-gateway, from the kernel ---------------------------------------------------------------------
+
+GATEWAY_PODS = {
+    component: {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": component}
+    for component in ("gateway", "controller", "traefik")
+}  # fmt: skip
+
+
+def test_kernels_reach_the_gateway_through_its_proxy_only(docs, settings):
+    """project.dask() in a pod: the settings the spawner gives the kernels, and the one way to the gateway."""
+    from datahavn.extensions.sandbox import KEEP
+
+    engine, address, proxy = kube.dask_engine(settings)
+    traefik = f"traefik-{RELEASE}-dask-gateway.{NAMESPACE}"
+    assert (engine, address, proxy) == (
+        "kubernetes",
+        f"http://{traefik}:80/services/dask-gateway",
+        f"tls://{traefik}:80",
+    )
+    # the kernels keep the four variables the spawner adds (the token with them)
+    assert {"DATAHAVN_DASK_ENGINE", "DATAHAVN_DASK_GATEWAY", "DATAHAVN_DASK_PROXY", "DATAHAVN_DASK_TOKEN"} <= set(KEEP)
+    # the proxy's Service port 80 is its pods' 8000: open to every workspace, and nothing else of dask-gateway
+    for project in settings.projects:
+        labels = server_pod(settings, "alice", project)["metadata"]["labels"]
+        rules = egress_rules(docs, labels)
+        assert {"to": [TRAEFIK[0]], "ports": TRAEFIK[1]} in rules
+        for rule in rules:
+            for peer in rule["to"]:
+                selector = peer.get("podSelector") or {}
+                for component, pod_labels in GATEWAY_PODS.items():
+                    if component != "traefik":
+                        assert not selects(selector, pod_labels), (component, peer)
+                for dask in dask_pods(settings, "alice", project):
+                    assert not selects(selector, dask["metadata"]["labels"]), peer
+        # and traefik's own port (9000: its API, ping) is not among them
+        assert {"protocol": "TCP", "port": 9000} not in [p for r in rules for p in r.get("ports") or []]
+
+
+def test_scheduler_proxy_on_a_port_of_its_own(chart):
+    docs = render(chart, "dask-gateway.traefik.service.ports.tcp.port=8786")
+    settings = kube.KubeSettings.from_dict(
+        json.loads(find(docs, "ConfigMap", "datahavn-hub-config")["data"]["datahavn.json"])
+    )
+    assert settings.gateway.proxy_address == f"tls://traefik-{RELEASE}-dask-gateway.{NAMESPACE}:8786"
+    rules = egress_rules(docs, server_pod(settings, "alice", "brca")["metadata"]["labels"])
+    assert {"to": [TRAEFIK[0]], "ports": tcp(8000, 8786)} in rules
+
+
+def test_gateway_records_into_the_audit_store(chart, docs):
+    """The gateway opens the hub's audit store (hub_config/dask/kube_backend.py): its address and key, and a way in."""
+    import base64
+
+    env = {e["name"]: e for e in values()["dask-gateway"]["gateway"]["env"]}
+    assert set(env) == {"DATAHAVN_AUDIT_DB_URL", "DATAHAVN_AUDIT_KEY"}
+    secret = {k: base64.b64decode(v).decode() for k, v in find(docs, "Secret", "datahavn-audit")["data"].items()}
+    refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in env.items()}
+    assert refs == {
+        "DATAHAVN_AUDIT_DB_URL": {"name": "datahavn-audit", "key": "db-url"},
+        "DATAHAVN_AUDIT_KEY": {"name": "datahavn-audit", "key": "audit-key"},
+    }
+    assert all(ref["key"] in secret for ref in refs.values())
+    assert bytes.fromhex(secret["audit-key"].strip())  # the form open_gateway_store reads
+    # the chart's PostgreSQL lets the gateway API in (ingress only), and no other part of dask-gateway
+    postgres = find(docs, "StatefulSet", "datahavn-postgresql")["spec"]["template"]["metadata"]["labels"]
+    assert admits(docs, postgres, GATEWAY_PODS["gateway"], 5432)
+    for component in ("controller", "traefik"):
+        assert not admits(docs, postgres, GATEWAY_PODS[component], 5432)
+    extra = find(docs, "NetworkPolicy", "datahavn-postgresql-from-dask-gateway")["spec"]
+    assert extra["policyTypes"] == ["Ingress"] and "egress" not in extra
+    # an external database: no policy of ours for it (the gateway's egress is not ours to confine)
+    external = render(chart, "audit.externalDatabase.url=postgresql+psycopg://u:p@db.example.org:5432/audit")
+    assert not [d for d in external if d["metadata"]["name"] == "datahavn-postgresql-from-dask-gateway"]
+
+
+def test_hub_lets_the_gateway_check_grants(docs, tmp_path, monkeypatch):
+    from datahavn.tokens import DASK_SCOPE
+
+    hub = hub_config(tmp_path, monkeypatch, docs)
+    roles = {r["name"]: r for r in hub.load_roles}
+    # read:groups: the projects' grants; nothing else (the tokens it checks, it asks the hub about with themselves)
+    assert roles["datahavn-dask-gateway"] == {
+        "name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"],
+    }  # fmt: skip
+    assert DASK_SCOPE in hub.custom_scopes
+    # the hub mints each workspace's Dask token from the owner's own scope; no other role holds it
+    assert f"{DASK_SCOPE}!user" in roles["user"]["scopes"]
+    assert [n for n, r in roles.items() if any(s.startswith(DASK_SCOPE) for s in r.get("scopes", []))] == ["user"]
+    # the gateway's service: its token only, not proxied by the hub (its clusters' dashboards are not public)
+    v = values()["jupyterhub"]["hub"]["services"]["dask-gateway"]
+    assert "url" not in v  # kube_config.py adds none either (test_kube.test_hub_config_file_on_top_of_...)
+    # and the gateway may ask the hub (zero-to-jupyterhub's hub NetworkPolicy, with ours added)
+    ingress = values()["jupyterhub"]["hub"]["networkPolicy"]["ingress"]
+    assert any(
+        selects(peer["podSelector"], GATEWAY_PODS["gateway"]) and rule["ports"] == tcp(8081)
+        for rule in ingress
+        for peer in rule["from"]
+    )
 
 
 def test_project_volumes(docs, settings):

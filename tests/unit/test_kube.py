@@ -45,9 +45,7 @@ SETTINGS = {
     "gateway": {
         "enabled": True,
         "address": "http://traefik-dh-dask-gateway.dh:80/services/dask-gateway",
-        "proxyAddress": "gateway://traefik-dh-dask-gateway.dh:80",
-        "publicAddress": "/services/dask-gateway/",
-        "serviceUrl": "http://traefik-dh-dask-gateway.dh:80",
+        "proxyAddress": "tls://traefik-dh-dask-gateway.dh:80",
         "image": "reg/singleuser:1",
         "imagePullPolicy": "IfNotPresent",
     },
@@ -215,11 +213,8 @@ def test_server_spec(settings):
             "JUPYTERLAB_WORKSPACES_DIR": f"{WS}/.jupyter/lab/workspaces",
             "JUPYTER_RUNTIME_DIR": f"/run/datahavn/{ALICE_BRCA_UID}",
             "DATAHAVN_AUDIT_URL": "http://datahavn-audit.dh:8002/services/datahavn-audit/",
+            # no DATAHAVN_DASK_*: the spawner adds them, with a token (test_kubespawner_gives_the_pod_its_dask_token)
             "DATAHAVN_SANDBOX": "pod",
-            "DASK_GATEWAY__ADDRESS": "http://traefik-dh-dask-gateway.dh:80/services/dask-gateway",
-            "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-dh-dask-gateway.dh:80",
-            "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
-            "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
         },
         "extra_pod_config": {"enableServiceLinks": False, "shareProcessNamespace": False},
         "notebook_dir": WS,
@@ -245,8 +240,13 @@ def test_server_spec(settings):
 def test_server_spec_without_gateway_and_for_another_project(settings):
     data = copy.deepcopy(SETTINGS)
     data["gateway"] = {"enabled": False}
-    spec = kube.server_spec(kube.KubeSettings.from_dict(data), "bob", "cardio", "img")
-    assert not any(k.startswith("DASK_GATEWAY") for k in spec["environment"])
+    without = kube.KubeSettings.from_dict(data)
+    spec = kube.server_spec(without, "bob", "cardio", "img")
+    assert not any(k.startswith(("DASK_", "DATAHAVN_DASK")) for k in spec["environment"])
+    assert kube.dask_engine(without) == ("local", "", "")
+    assert kube.dask_engine(settings) == (
+        "kubernetes", "http://traefik-dh-dask-gateway.dh:80/services/dask-gateway", "tls://traefik-dh-dask-gateway.dh:80"
+    )  # fmt: skip
     assert [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v] == [
         "cardio-datasets-nfs",
         "datahavn-cardio-workspaces",
@@ -282,31 +282,32 @@ def test_workspace_init_script(tmp_path):
 # --- dask-gateway ----------------------------------------------------------------------
 
 
-def test_server_identity():
-    server = {"kind": "user", "name": "alice", "scopes": ["access:servers!server=alice/brca", "users:activity!user"]}
-    assert tokens.server_identity(server) == ("alice", "brca")
-    person = {"kind": "user", "name": "alice", "scopes": ["access:servers!user=alice", "servers!user=alice"]}
-    two = {**server, "scopes": ["access:servers!server=alice/brca", "access:servers!server=alice/cardio"]}
-    someone_elses = {**server, "name": "bob"}
-    service = {**server, "kind": "service"}
-    bad_name = {**server, "scopes": ["access:servers!server=alice/Bad-Name"]}
-    for model in (person, two, someone_elses, service, bad_name, {}):
-        assert tokens.server_identity(model) is None
+def test_dask_identity():
+    """Only a workspace's Dask token names a (user, project) to the gateway; a server's own token does not."""
+    dask = {"kind": "user", "name": "alice", "scopes": [tokens.dask_token_scope("alice", "brca")]}
+    assert tokens.dask_token_scope("alice", "brca") == "custom:datahavn:dask!server=alice/brca"
+    assert tokens.dask_identity(dask) == ("alice", "brca")
+    server = {**dask, "scopes": ["access:servers!server=alice/brca", "users:activity!user"]}
+    person = {**dask, "scopes": ["access:servers!user=alice", "servers!user=alice", "custom:datahavn:dask!user"]}
+    two = {**dask, "scopes": [tokens.dask_token_scope("alice", "brca"), tokens.dask_token_scope("alice", "cardio")]}
+    someone_elses = {**dask, "name": "bob"}
+    service = {**dask, "kind": "service"}
+    bad_name = {**dask, "scopes": ["custom:datahavn:dask!server=alice/Bad-Name"]}
+    for model in (server, person, two, someone_elses, service, bad_name, {}):
+        assert tokens.dask_identity(model) is None, model
     assert kube.gateway_user("alice", "brca") == ("dh-brca-alice", ["dh-brca"])
 
 
 def test_dask_option_fields(settings):
-    assert kube.dask_option_fields(settings.project("brca").dask) == [
+    from datahavn.hub_config.dask.limits import option_fields
+
+    assert option_fields(settings.project("brca").dask) == [
         {"kind": "float", "field": "worker_cores", "default": 1, "min": 0.1, "max": 4, "label": "Worker cores"},
-        {
-            "kind": "float",
-            "field": "worker_memory",
-            "default": 2.0,
-            "min": 0.25,
-            "max": 16,
-            "label": "Worker memory (GiB)",
-        },
-    ]
+        {"kind": "float", "field": "worker_memory", "default": 2.0, "min": 0.25, "max": 16,
+         "label": "Worker memory (GiB)"},
+        {"kind": "int", "field": "workers", "default": 0, "min": 0, "max": 8, "label": "Workers"},
+    ]  # fmt: skip
+    assert not hasattr(kube, "dask_option_fields")  # one rule for every engine: ..dask.limits
 
 
 def test_cluster_config(settings):
@@ -320,7 +321,7 @@ def test_cluster_config(settings):
     assert kube.cluster_config(settings, "alice", "brca", {"worker_cores": 2.0, "worker_memory": 4.0}) == {
         "image": "reg/singleuser:1",
         "image_pull_policy": "IfNotPresent",
-        "environment": BRCA_ENV,
+        "environment": {**BRCA_ENV, "DATAHAVN_USER": "alice"},
         "worker_cores": 2.0,
         "worker_cores_limit": 2.0,
         "worker_memory": 4 * gib,
@@ -349,9 +350,14 @@ def test_cluster_config(settings):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"worker_cores": 4.5}, "up to 4 cores"),
-        ({"worker_memory": 17}, "16 GiB"),
-        ({"worker_cores": 0}, "up to"),
+        ({"worker_cores": 4.5}, r"worker_cores=4.5 is outside project brca's limits \(0.1..4\)"),
+        ({"worker_memory": 17}, r"worker_memory=17 is outside project brca's limits \(0.25..16\)"),
+        ({"worker_cores": 0}, "outside project brca's limits"),
+        ({"workers": 9}, r"workers=9 is outside project brca's limits \(0..8\)"),
+        ({"workers": 2.5}, "workers must be a whole number"),
+        ({"workers": 8, "worker_cores": 4}, r"8 workers of 4 cores and 2 GiB exceed project brca's limits \(16 cores"),
+        ({"workers": 5, "worker_memory": 16}, r"exceed project brca's limits \(16 cores, 32 GiB in all\)"),
+        ({"worker_cores": True}, "worker_cores must be a number"),
         ({"project": "cardio"}, "the project is not an option"),
         ({"image": "evil"}, "not an option"),
     ],
@@ -387,7 +393,7 @@ def hub_db():
     brca = orm.Group(name="brca", properties=props)
     brca.users = [alice, bob]
     cardio = orm.Group(name="cardio", properties=grants.new_project_properties("d", by="admin"))
-    db.add_all([alice, bob, brca, cardio])
+    db.add_all([alice, bob, brca, cardio, orm.OAuthClient(identifier="jupyterhub")])
     db.commit()
     yield db
     db.close()
@@ -407,14 +413,31 @@ def make_spawner(tmp_path, monkeypatch, hub_db):
     path = tmp_path / "datahavn.json"
     path.write_text(json.dumps(SETTINGS))
 
+    minted = []
+
     def make(user: str, project: str):
-        orm_user = hub_db.query(__import__("jupyterhub").orm.User).filter_by(name=user).one()
-        fake_user = types.SimpleNamespace(name=user, id=orm_user.id, url=f"/user/{user}/", db=hub_db)
+        from jupyterhub import orm
+
+        orm_user = hub_db.query(orm.User).filter_by(name=user).one()
+
+        def new_api_token(scopes, note):
+            """As JupyterHub's User.new_api_token, without its scope checks (the hub's roles are not loaded here)."""
+            token = f"dask-token-{len(minted)}"
+            row = orm.APIToken(note=note, scopes=list(scopes), client_id="jupyterhub")
+            row.token = token
+            orm_user.api_tokens.append(row)
+            hub_db.commit()
+            minted.append({"user": user, "scopes": list(scopes), "note": note, "token": token})
+            return token
+
+        fake_user = types.SimpleNamespace(name=user, id=orm_user.id, url=f"/user/{user}/", db=hub_db,
+                                          orm_user=orm_user, new_api_token=new_api_token)  # fmt: skip
         orm_spawner = types.SimpleNamespace(name=project, display_name=project, server=None)
         sp = kube_spawner.KubeProjectSpawner(_mock=True, user=fake_user, orm_spawner=orm_spawner, db=hub_db)
         sp.datahavn_settings = str(path)
         sp.image = "reg/singleuser:1"
         sp.audit_events = events
+        sp.minted = minted
         return sp
 
     return make
@@ -446,6 +469,66 @@ def test_kubespawner_builds_the_project_pod(make_spawner):
     env = {e["name"]: e.get("value") for e in notebook["env"]}
     assert env["FROM_CHART"] == "1" and env["DATAHAVN_PROJECT"] == "brca" and env["USER"] == "dh-brca-alice"
     assert notebook["workingDir"] == WS
+
+
+def dask_tokens(hub_db, user: str) -> list[str]:
+    from jupyterhub import orm
+
+    return [t.note for t in hub_db.query(orm.User).filter_by(name=user).one().api_tokens]
+
+
+def test_kubespawner_gives_the_pod_its_dask_token(make_spawner, hub_db):
+    """With the chart's gateway: the kernels' four DATAHAVN_DASK_* variables, the token minted for this pair only."""
+    sp = make_spawner("alice", "brca")
+    sp.environment = {"FROM_CHART": "1", "DATAHAVN_DASK_ENGINE": "local"}  # ours win
+    sp.apply_project()
+    assert sp.minted == [{"user": "alice", "scopes": ["custom:datahavn:dask!server=alice/brca"],
+                          "note": "datahavn dask-gateway: brca", "token": "dask-token-0"}]  # fmt: skip
+    dask = {k: v for k, v in sp.environment.items() if k.startswith("DATAHAVN_DASK")}
+    assert dask == {
+        "DATAHAVN_DASK_ENGINE": "kubernetes",
+        "DATAHAVN_DASK_GATEWAY": "http://traefik-dh-dask-gateway.dh:80/services/dask-gateway",
+        "DATAHAVN_DASK_PROXY": "tls://traefik-dh-dask-gateway.dh:80",
+        "DATAHAVN_DASK_TOKEN": "dask-token-0",
+    }
+    assert sp.environment["FROM_CHART"] == "1" and sp.environment["DATAHAVN_PROJECT"] == "brca"
+    # in the pod KubeSpawner makes; the kernels keep them (the sandbox's allow-list)
+    from datahavn.extensions.sandbox import KEEP
+
+    (notebook,) = to_dict(asyncio.run(sp.get_pod_manifest()))["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in notebook["env"]}
+    assert dask.items() <= env.items() and set(dask) <= set(KEEP)
+    # a restart replaces the token; dropping it (at every halt: test_kubespawner_stop_drops_the_dask_token) deletes it
+    sp.apply_project()
+    assert sp.environment["DATAHAVN_DASK_TOKEN"] == "dask-token-1"
+    assert dask_tokens(hub_db, "alice") == ["datahavn dask-gateway: brca"]
+    sp.drop_dask_token()
+    assert dask_tokens(hub_db, "alice") == []
+
+
+def test_kubespawner_without_a_gateway_runs_dask_in_the_kernel(make_spawner, tmp_path):
+    data = copy.deepcopy(SETTINGS)
+    data["gateway"] = {"enabled": False}
+    sp = make_spawner("bob", "brca")
+    sp.datahavn_settings = str(tmp_path / "no-gateway.json")
+    (tmp_path / "no-gateway.json").write_text(json.dumps(data))
+    sp.apply_project()
+    assert {k: v for k, v in sp.environment.items() if "DASK" in k} == {"DATAHAVN_DASK_ENGINE": "local"}
+    assert sp.minted == []
+
+
+def test_kubespawner_stop_drops_the_dask_token(make_spawner, hub_db, monkeypatch):
+    import kubespawner
+
+    async def stop(self, now=False):
+        pass
+
+    monkeypatch.setattr(kubespawner.KubeSpawner, "stop", stop)
+    sp = make_spawner("bob", "brca")
+    sp.apply_project()
+    assert dask_tokens(hub_db, "bob") == ["datahavn dask-gateway: brca"]
+    asyncio.run(sp.stop())
+    assert dask_tokens(hub_db, "bob") == [] and sp.audit_events[-1]["kind"] == "stop"
 
 
 def test_kubespawner_refuses_without_a_grant(make_spawner):
@@ -533,7 +616,8 @@ def test_hub_config_file_on_top_of_zero_to_jupyterhub(tmp_path, monkeypatch):
     assert hub.spawner_class is KubeProjectSpawner and hub.allow_named_servers is True
     assert c.Spawner.disable_user_config is True and c.KubeSpawner.automount_service_account_token is False
     services = {s["name"]: s for s in hub.services}
-    assert services["dask-gateway"]["url"] == "http://traefik-dh-dask-gateway.dh:80"
+    # registered for its API token only: the hub does not proxy the gateway (nor its clusters' dashboards)
+    assert services["dask-gateway"] == {"name": "dask-gateway", "api_token": "x", "display": False}
     assert services["datahavn-audit"]["url"] == "http://datahavn-audit.dh:8002"
     assert services["datahavn-audit"]["api_token"] == "t" * 40
     roles = {r["name"]: r for r in hub.load_roles}
@@ -586,37 +670,50 @@ def test_gateway_accepts_a_workspace_token_with_a_current_grant(gateway, setting
     from aiohttp import web
 
     props = grants.with_grant(grants.new_project_properties("d", by="admin"), "alice", None, "r", "admin")
+    dask_model = {"kind": "user", "name": "alice", "scopes": [tokens.dask_token_scope("alice", "brca")]}
+    # the server's own token (what dask-gateway's JupyterHub auth took before) opens nothing here
     server_model = {"kind": "user", "name": "alice", "scopes": ["access:servers!server=alice/brca"]}
     person_model = {"kind": "user", "name": "alice", "scopes": ["access:servers!user=alice", "tokens!user=alice"]}
     group = {"name": "brca", "users": ["alice"], "properties": props}
     auth = make_authenticator(
         gateway,
         {
+            ("/user", "dask"): (200, dask_model),
             ("/user", "srv"): (200, server_model),
             ("/user", "personal"): (200, person_model),
             ("/groups/brca", "gateway-token"): (200, group),
         },
     )
-    user = asyncio.run(auth.authenticate(request_with("srv")))
+    user = asyncio.run(auth.authenticate(request_with("dask")))
     assert (user.name, user.groups, user.admin) == ("dh-brca-alice", {"dh-brca"}, False)
-    assert auth.asked == [("/user", "srv"), ("/groups/brca", "gateway-token")]
-    with pytest.raises(web.HTTPForbidden):
-        asyncio.run(auth.authenticate(request_with("personal")))
+    assert (user.datahavn_user, user.datahavn_project) == ("alice", "brca")
+    assert auth.asked == [("/user", "dask"), ("/groups/brca", "gateway-token")]
+    for other in ("srv", "personal"):
+        with pytest.raises(web.HTTPForbidden, match="Dask token"):
+            asyncio.run(auth.authenticate(request_with(other)))
     with pytest.raises(web.HTTPUnauthorized):
         asyncio.run(auth.authenticate(request_with("unknown")))
     group["users"] = []  # revoked
     with pytest.raises(web.HTTPForbidden, match="No current grant"):
-        asyncio.run(auth.authenticate(request_with("srv")))
+        asyncio.run(auth.authenticate(request_with("dask")))
 
     # its clusters: options within the project's bounds; everything else pinned by the project
-    options = asyncio.run(gateway.cluster_options(gateway.ProjectUser("alice", "brca")))
-    chosen = options.parse_options({"worker_cores": 3.0})
-    assert options.get_configuration(chosen, gateway.ProjectUser("alice", "brca")) == kube.cluster_config(
-        settings, "alice", "brca", {"worker_cores": 3.0, "worker_memory": 2.0}
+    alice = gateway.ProjectUser("alice", "brca")
+    options = asyncio.run(gateway.cluster_options(alice))
+    assert [f.field for f in options.fields] == ["worker_cores", "worker_memory", "workers"]
+    chosen = options.parse_options({"worker_cores": 3.0, "workers": 4})
+    assert options.get_configuration(chosen, alice) == kube.cluster_config(
+        settings, "alice", "brca", {"worker_cores": 3.0, "worker_memory": 2.0, "workers": 4}
     )
-    for bad in ({"worker_cores": 5.0}, {"project": "cardio"}, {"image": "evil"}):
+    for bad in ({"worker_cores": 5.0}, {"workers": 9}, {"project": "cardio"}, {"image": "evil"}):
         with pytest.raises(ValueError):
             options.parse_options(bad)
+    # each size within its bound, together beyond the project's: refused by the handler (the gateway: 422)
+    with pytest.raises(kube.KubeSettingsError, match="exceed project brca's limits"):
+        options.get_configuration(options.parse_options({"worker_cores": 4.0, "workers": 8}), alice)
+    # a user the gateway did not make from a workspace's token has no options
+    with pytest.raises(web.HTTPForbidden):
+        asyncio.run(gateway.cluster_options(types.SimpleNamespace(name="dh-brca-alice")))
 
 
 def dask_pod(settings, user: str, project: str, worker: bool = True) -> dict:
@@ -651,8 +748,207 @@ def test_gateway_configure():
     from datahavn.hub_config.kube import gateway as kube_gateway
 
     c = Config()
+    # what the dask-gateway chart's own config has set by then
+    c.DaskGateway.backend_class = "dask_gateway_server.backends.kubernetes.KubeBackend"
+    c.KubeBackend.gateway_instance = "dh-dask-gateway"
     kube_gateway.configure(c)
     assert c.DaskGateway.authenticator_class is kube_gateway.ProjectGatewayAuthenticator
+    assert c.DaskGateway.backend_class == "datahavn.hub_config.dask.kube_backend.DatahavnKubeBackend"
     assert c.Backend.cluster_options is kube_gateway.cluster_options
     assert c.JupyterHubAuthenticator.use_service_access_scopes is False
-    assert c.Authenticator.cache_max_age == 60
+    assert 0 < c.Authenticator.cache_max_age <= 60
+    # the chart's KubeBackend settings reach Datahavn's subclass
+    from traitlets import import_item
+
+    backend = import_item(c.DaskGateway.backend_class)(config=c)
+    assert backend.gateway_instance == "dh-dask-gateway" and backend.cluster_options is kube_gateway.cluster_options
+
+
+# --- glue: the gateway's Kubernetes backend (records, the grant watch, who a cluster is) ----------
+
+
+def test_spec_identity():
+    from datahavn.hub_config.dask.kube_backend import spec_identity
+
+    env = {"DATAHAVN_USER": "alice", "DATAHAVN_PROJECT": "brca"}
+    assert spec_identity("dh-brca-alice", env) == ("alice", "brca")
+    for username, environment in [
+        ("dh-cardio-alice", env),  # the gateway user of another pair
+        ("dh-brca-bob", env),
+        ("dh-brca-alice", {"DATAHAVN_PROJECT": "brca"}),  # a cluster of the old config, or of no workspace
+        ("dh-brca-alice", {}),
+        ("dh-Bad-alice", {"DATAHAVN_USER": "alice", "DATAHAVN_PROJECT": "Bad"}),
+    ]:
+        assert spec_identity(username, environment) == (None, None), (username, environment)
+
+
+class FakeCustomObjects:
+    """The DaskCluster objects the backend creates and patches (the Kubernetes API's CustomObjectsApi)."""
+
+    def __init__(self):
+        self.created, self.patched = [], []
+
+    async def create_namespaced_custom_object(self, group, version, namespace, plural, obj):
+        self.created.append({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
+
+    async def patch_namespaced_custom_object(self, group, version, namespace, plural, name, patch):
+        self.patched.append((f"{namespace}.{name}", patch))
+
+
+@pytest.fixture
+def kube_backend(gateway, monkeypatch):
+    """Datahavn's KubeBackend as the gateway sets it, on a fake API, its records collected."""
+    from traitlets.config import Config
+
+    from datahavn.hub_config.audit import hub as audit_hub
+    from datahavn.hub_config.dask.kube_backend import DatahavnKubeBackend
+
+    records = []
+
+    def record(kind, strict=False, **fields):
+        if getattr(record, "fail", False):
+            raise audit_hub.AuditUnavailable("test")
+        records.append({"kind": kind, "strict": strict, **fields})
+
+    monkeypatch.setattr(audit_hub, "record", record)
+    c = Config()
+    c.KubeClusterConfig.namespace = "dh"  # the chart's: the release's namespace
+    backend = DatahavnKubeBackend(config=c, gateway_instance="dh-dask-gateway", cluster_options=gateway.cluster_options)
+    backend.custom_client = FakeCustomObjects()
+    backend.clusters = {}
+    backend.records, backend.record_hook = records, record
+    return backend
+
+
+def cached(backend, obj, status="RUNNING"):
+    """The cluster as KubeBackend's cache holds it once the API server reported the object (sync_cluster)."""
+    from dask_gateway_server import models
+
+    name = f"{obj['metadata']['namespace']}.{obj['metadata']['name']}"
+    backend.clusters[name] = models.Cluster(
+        name=name, username=obj["spec"]["username"], token="", options=obj["spec"]["options"],
+        config=obj["spec"]["config"], status=models.ClusterStatus[status],
+    )  # fmt: skip
+    return name
+
+
+def test_kube_backend_records_a_start_with_its_workspace(kube_backend, settings):
+    from datahavn.hub_config.kube.gateway import ProjectUser
+
+    name = asyncio.run(kube_backend.start_cluster(ProjectUser("alice", "brca"), {"worker_cores": 2.0, "workers": 2}))
+    (obj,) = kube_backend.custom_client.created
+    assert name == f"dh.{obj['metadata']['name']}"
+    # the DaskCluster object: the pair's account, the config of cluster_config (the pair in its environment)
+    assert obj["spec"]["username"] == "dh-brca-alice"
+    config = obj["spec"]["config"]
+    assert config["environment"] == kube.cluster_config(settings, "alice", "brca", {})["environment"]
+    assert (config["environment"]["DATAHAVN_USER"], config["environment"]["DATAHAVN_PROJECT"]) == ("alice", "brca")
+    # dask-gateway counts the scheduler in the cluster's cores: (16 - 1) // 2 workers, not maxWorkers (8)
+    assert config["worker_cores"] == 2.0 and config["cluster_max_workers"] == 7
+    # recorded before KubeBackend's cache knows the cluster, with its workspace
+    assert kube_backend.records == [
+        {"kind": "dask_cluster_start", "strict": True, "user": "alice", "project": "brca", "server": "alice/brca",
+         "actor": "datahavn-dask", "outcome": "requested",
+         "detail": {"cluster": name, "account": "dh-brca-alice",
+                    "options": {"worker_cores": 2.0, "workers": 2}}},
+    ]  # fmt: skip
+    # once the cache has it, its identity is read from there (and the note of its creation dropped)
+    cached(kube_backend, obj)
+    assert kube_backend.cluster_identity(name) == ("alice", "brca") and kube_backend._created == {}
+    assert kube_backend.cluster_identity("dh.unknown") == (None, None)
+    # stopped: recorded with the reason, then the object is marked inactive
+    asyncio.run(kube_backend.stop_cluster(name))
+    assert kube_backend.records[-1]["kind"] == "dask_cluster_stop"
+    assert kube_backend.records[-1]["user"] == "alice" and kube_backend.records[-1]["detail"]["reason"] == "requested"
+    assert kube_backend.custom_client.patched == [(name, [{"op": "add", "path": "/spec/active", "value": False}])]
+
+
+def test_kube_backend_refuses_to_start_unrecorded(kube_backend):
+    from aiohttp import web
+
+    from datahavn.hub_config.kube.gateway import ProjectUser
+
+    kube_backend.record_hook.fail = True
+    with pytest.raises(web.HTTPServiceUnavailable, match="nothing was started"):
+        asyncio.run(kube_backend.start_cluster(ProjectUser("alice", "brca"), {}))
+    (obj,) = kube_backend.custom_client.created
+    # the object just made is stopped at once
+    assert kube_backend.custom_client.patched == [
+        (f"dh.{obj['metadata']['name']}", [{"op": "add", "path": "/spec/active", "value": False}])
+    ]
+
+
+def test_kube_backend_refuses_options_beyond_the_project(kube_backend):
+    from dask_gateway_server.backends.base import PublicException
+
+    from datahavn.hub_config.kube.gateway import ProjectUser
+
+    for options, message in [({"project": "cardio"}, "project"), ({"worker_cores": 4.0, "workers": 8}, "exceed")]:
+        with pytest.raises(PublicException, match=message):
+            asyncio.run(kube_backend.start_cluster(ProjectUser("alice", "brca"), options))
+    assert kube_backend.custom_client.created == [] and kube_backend.records == []
+
+
+def test_kube_backend_stops_clusters_whose_grant_lapsed(kube_backend, settings):
+    from datahavn.hub_config.kube.gateway import ProjectUser
+
+    names = {}
+    for user in ("alice", "bob"):
+        asyncio.run(kube_backend.start_cluster(ProjectUser(user, "brca"), {}))
+        names[user] = cached(kube_backend, kube_backend.custom_client.created[-1])
+    # a DaskCluster the gateway did not make for a workspace (e.g. of the previous config): no pair
+    foreign = {
+        "metadata": {"name": "f00", "namespace": "dh"},
+        "spec": {"username": "dh-brca-alice", "options": {}, "config": {"environment": {"DATAHAVN_PROJECT": "brca"}}},
+    }
+    names["foreign"] = cached(kube_backend, foreign)
+    props = grants.with_grant(grants.new_project_properties("d", by="admin"), "alice", None, "r", "admin")
+    asked = []
+
+    async def grant(user, project):
+        asked.append((user, project))
+        return grants.grant_status(project, props, ["alice"], user)
+
+    kube_backend._authenticator = types.SimpleNamespace(grant=grant)
+    stopped = asyncio.run(kube_backend.stop_lapsed())
+    assert sorted(stopped) == sorted([names["bob"], names["foreign"]])
+    assert sorted(asked) == [("alice", "brca"), ("bob", "brca")]
+    stops = {r["detail"]["cluster"]: r for r in kube_backend.records if r["kind"] == "dask_cluster_stop"}
+    assert stops[names["bob"]]["user"] == "bob" and stops[names["bob"]]["detail"]["reason"] == "grant none"
+    assert stops[names["foreign"]]["user"] is None
+    assert stops[names["foreign"]]["detail"]["reason"] == "no Datahavn workspace"
+    assert {n for n, _ in kube_backend.custom_client.patched} == {names["bob"], names["foreign"]}
+
+
+@pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")  # dask-gateway's own app keys are str
+def test_kube_backend_opens_the_audit_store_at_setup(kube_backend, monkeypatch, tmp_path):
+    from aiohttp import web
+    from dask_gateway_server.backends.kubernetes.backend import KubeBackend
+
+    from datahavn.hub_config.audit import hub as audit_hub
+    from datahavn.hub_config.dask import kube_backend as module
+
+    async def nothing(self, *args):
+        pass
+
+    monkeypatch.setattr(KubeBackend, "setup", nothing)
+    monkeypatch.setattr(KubeBackend, "cleanup", nothing)
+    monkeypatch.setattr(audit_hub, "_store", None)
+    with pytest.raises(RuntimeError, match="DATAHAVN_AUDIT_DB_URL and \\$DATAHAVN_AUDIT_KEY"):
+        module.open_gateway_store({"DATAHAVN_AUDIT_DB_URL": "sqlite://"})
+    monkeypatch.setenv("DATAHAVN_AUDIT_DB_URL", f"sqlite:///{tmp_path}/audit.sqlite")
+    monkeypatch.setenv("DATAHAVN_AUDIT_KEY", "ab" * 32 + "\n")  # as the chart's Secret holds it
+
+    async def run():
+        app = web.Application()
+        app["authenticator"] = object()
+        await kube_backend.setup(app)
+        store = audit_hub._store
+        try:
+            assert store is kube_backend._store
+            store.append({"schema": 1, "kind": "dask_cluster_start"})
+            assert store.verify().ok
+        finally:
+            await kube_backend.cleanup()
+
+    asyncio.run(run())
