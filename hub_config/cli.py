@@ -68,7 +68,8 @@ def _workers(text: str) -> int:
 def cmd_demo(args):
     from .demo.run import run_demo
 
-    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir, dask=args.dask or os.environ.get("DATAHAVN_DASK_ENGINE") or "local")
+    dask = args.dask or os.environ.get("DATAHAVN_DASK_ENGINE") or "local"
+    return run_demo(ip=args.ip, port=args.port, state_dir=args.state_dir, dask=dask)
 
 
 def register(sub, common: Common) -> None:

@@ -13,8 +13,8 @@ from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
 from datahavn.hub_config.audit import hub as audit_hub
 from datahavn.hub_config.audit.store import open_store
-from datahavn.hub_config.dask.service import GATEWAY_SETTINGS, SERVICE, gateway_service
 from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure, python_module
+from datahavn.hub_config.dask.service import GATEWAY_SETTINGS, SERVICE, gateway_service
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawners.local import ProjectSpawner
 from datahavn.hub_config.spawners.provision import ensure_state

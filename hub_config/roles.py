@@ -24,23 +24,33 @@ USER_SCOPES = [
 AIRLOCK_ACCESS = "access:services!service=datahavn-airlock"
 
 
-
 def hub_roles(auditors, auditor_services=(), checkers=None) -> list[dict]:
     """``user`` (researchers), the services' (no scopes), ``datahavn-auditor``, and with an airlock
     (``checkers`` not None) ``datahavn-airlock-checker``."""
     roles = [
-        {"name": "user", "description": "Researchers: their own servers, no API tokens of their own",
-         "scopes": [*USER_SCOPES, *([AIRLOCK_ACCESS] if checkers is not None else [])]},
+        {
+            "name": "user",
+            "description": "Researchers: their own servers, no API tokens of their own",
+            "scopes": [*USER_SCOPES, *([AIRLOCK_ACCESS] if checkers is not None else [])],
+        },
         # least privilege: the service identifies tokens through the hub and needs no scopes of its own
         {"name": "datahavn-audit", "scopes": [], "services": ["datahavn-audit"]},
-        {"name": "datahavn-auditor", "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"],
-         "users": list(auditors), "services": list(auditor_services)},
+        {
+            "name": "datahavn-auditor",
+            "scopes": [AUDIT_SCOPE, "access:services!service=datahavn-audit"],
+            "users": list(auditors),
+            "services": list(auditor_services),
+        },
     ]
     if checkers is not None:
         roles += [
             {"name": "datahavn-airlock", "scopes": [], "services": ["datahavn-airlock"]},
-            {"name": "datahavn-airlock-checker", "description": "Output checkers: review airlock export requests",
-             "scopes": [AIRLOCK_REVIEW_SCOPE, AIRLOCK_ACCESS],
-             "users": list(checkers), "groups": [CHECKER_GROUP]},
+            {
+                "name": "datahavn-airlock-checker",
+                "description": "Output checkers: review airlock export requests",
+                "scopes": [AIRLOCK_REVIEW_SCOPE, AIRLOCK_ACCESS],
+                "users": list(checkers),
+                "groups": [CHECKER_GROUP],
+            },
         ]
     return roles

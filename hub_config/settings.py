@@ -113,8 +113,9 @@ class Settings:
             audit_port=env_int(env, "DATAHAVN_AUDIT_PORT", 8002),
             airlock_port=env_int(env, "DATAHAVN_AIRLOCK_PORT", 8003),
             dask_engine=dask_engine(env),
-            gateway_ports=tuple(env_int(env, f"DATAHAVN_GATEWAY_{k}_PORT", d)
-                                for k, d in (("API", 8004), ("HTTP", 8005), ("TCP", 8006))),  # fmt: skip
+            gateway_ports=tuple(
+                env_int(env, f"DATAHAVN_GATEWAY_{k}_PORT", d) for k, d in (("API", 8004), ("HTTP", 8005), ("TCP", 8006))
+            ),  # fmt: skip
             checkers=tuple(n for n in env.get("DATAHAVN_AIRLOCK_CHECKERS", "").replace(",", " ").split() if n),
             audit_db_url=env.get("DATAHAVN_AUDIT_DB_URL", ""),
             user_env=env.get("DATAHAVN_USER_ENV", DEFAULT_USER_ENV),

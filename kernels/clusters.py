@@ -80,7 +80,9 @@ class GatewayClusters:
             self.address, self.proxy = env["DATAHAVN_DASK_GATEWAY"], env["DATAHAVN_DASK_PROXY"]
             self.token = env["DATAHAVN_DASK_TOKEN"]
         except KeyError as e:
-            raise DaskError(f"this workspace has no Dask gateway (${e.args[0]} is not set); ask an administrator")
+            raise DaskError(
+                f"this workspace has no Dask gateway (${e.args[0]} is not set); ask an administrator"
+            ) from None
         self.engine = env.get("DATAHAVN_DASK_ENGINE", "gateway")
         self.timeout = env_number("DATAHAVN_DASK_TIMEOUT", 120)
         self._loop = None
@@ -101,7 +103,7 @@ class GatewayClusters:
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(make(), timeout), self._loop)
         try:
             return future.result(timeout + 5)
-        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+        except (TimeoutError, concurrent.futures.TimeoutError):
             future.cancel()
             raise DaskError(f"{what}: no answer within {timeout:g} s. The {self.engine} cluster may be busy or "
                             "down; try again later, or ask an administrator.") from None  # fmt: skip

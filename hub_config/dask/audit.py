@@ -16,15 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 from dask_gateway_server.backends.base import Backend
 from traitlets import Float
 
+from datahavn.names import InvalidName, account_name
+
 from ..audit import hub as audit_hub
 from .auth import HubError
 
 ACTOR = "datahavn-dask"
+
+
+def spec_identity(username: str, environment: Mapping) -> tuple[str | None, str | None]:
+    """(user, project) of a cluster of gateway user ``username`` with ``environment``; (None, None) if none."""
+    user, project = environment.get("DATAHAVN_USER"), environment.get("DATAHAVN_PROJECT")
+    if not user or not project:
+        return None, None
+    try:
+        if account_name(user, project) != username:
+            return None, None
+    except InvalidName:
+        return None, None
+    return user, project
 
 
 class AuditedBackend(Backend):
@@ -41,8 +57,9 @@ class AuditedBackend(Backend):
     def cluster_identity(self, cluster_name: str) -> tuple[str | None, str | None]:
         """(user, project) of a cluster, from the environment its config pinned at creation."""
         cluster = self.db.get_cluster(cluster_name) if hasattr(self, "db") else None
-        env = (cluster.config.get("environment") or {}) if cluster is not None else {}
-        return env.get("DATAHAVN_USER"), env.get("DATAHAVN_PROJECT")
+        if cluster is None:
+            return None, None
+        return spec_identity(cluster.username, cluster.config.get("environment") or {})
 
     def record(self, kind: str, cluster_name: str, strict: bool = False, **fields) -> None:
         user, project = self.cluster_identity(cluster_name)
@@ -106,9 +123,9 @@ class AuditedBackend(Backend):
                     reason = response.reason or ""
             who = request.get("user")
             user, project = getattr(who, "datahavn_user", None), getattr(who, "datahavn_project", None)
+            detail = {"gateway": f"{request.method} {request.path}", "reason": str(reason)[:500]}
             audit_hub.record("denied", user=user, project=project, server=f"{user}/{project}" if user else None,
-                             actor=ACTOR, outcome=f"HTTP {status}",
-                             detail={"gateway": f"{request.method} {request.path}", "reason": str(reason)[:500]})  # fmt: skip
+                             actor=ACTOR, outcome=f"HTTP {status}", detail=detail)  # fmt: skip
         if refusal is not None:
             raise refusal
         return response

@@ -21,27 +21,12 @@ from collections.abc import Mapping
 
 from dask_gateway_server.backends.kubernetes.backend import KubeBackend
 
-from datahavn.names import InvalidName, account_name
-
 from ..audit import hub as audit_hub
 from ..audit.store import AuditStore
-from .audit import AuditedBackend
+from .audit import AuditedBackend, spec_identity
 
 #: how long the gateway waits for the audit store's database
 STORE_TIMEOUT = 5
-
-
-def spec_identity(username: str, environment: Mapping) -> tuple[str | None, str | None]:
-    """(user, project) of a cluster of gateway user ``username`` with ``environment``; (None, None) if none."""
-    user, project = environment.get("DATAHAVN_USER"), environment.get("DATAHAVN_PROJECT")
-    if not user or not project:
-        return None, None
-    try:
-        if account_name(user, project) != username:
-            return None, None
-    except InvalidName:
-        return None, None
-    return user, project
 
 
 def open_gateway_store(env: Mapping = os.environ) -> AuditStore:

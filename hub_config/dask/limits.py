@@ -1,7 +1,7 @@
 """The options a researcher may set on a Dask cluster, within the project's limits (pure).
 
 One rule for every gateway engine: worker cores, worker memory and a worker count, each bounded by
-:class:`..kube.settings.DaskLimits` (the chart's ``dask`` settings, or ``$DATAHAVN_DASK_LIMITS`` on one
+:class:`DaskLimits` (the chart's ``dask`` settings, or ``$DATAHAVN_DASK_LIMITS`` on one
 machine). The project is never an option: it comes from the caller's token.
 """
 
@@ -10,13 +10,75 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..kube.settings import DaskLimits
-
 GIB = 1 << 30
+
+
+class LimitsError(ValueError):
+    """Limits an administrator set that Datahavn cannot run with."""
 
 
 class OptionsError(ValueError):
     """Options a cluster cannot be made with (the gateway answers 422 with this message)."""
+
+
+@dataclass(frozen=True)
+class DaskLimits:
+    """Per-project Dask limits; worker sizes are what users may choose within."""
+
+    max_workers: int = 4
+    max_cores: float = 8.0
+    max_memory_gib: float = 32.0
+    worker_cores: float = 1.0
+    worker_cores_max: float = 2.0
+    worker_memory_gib: float = 2.0
+    worker_memory_gib_max: float = 8.0
+    scheduler_cores: float = 1.0
+    scheduler_memory_gib: float = 2.0
+    idle_timeout_seconds: int = 1800
+
+    #: chart key -> field
+    KEYS = {
+        "maxWorkers": "max_workers",
+        "maxCores": "max_cores",
+        "maxMemoryGiB": "max_memory_gib",
+        "workerCores": ("worker_cores", "worker_cores_max"),
+        "workerMemoryGiB": ("worker_memory_gib", "worker_memory_gib_max"),
+        "schedulerCores": "scheduler_cores",
+        "schedulerMemoryGiB": "scheduler_memory_gib",
+        "idleTimeoutSeconds": "idle_timeout_seconds",
+    }
+
+    @classmethod
+    def from_dict(cls, where: str, *layers: Mapping) -> DaskLimits:
+        """Defaults, then each layer (the chart's defaults, the project's own) on top."""
+        values: dict = {}
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                target = cls.KEYS.get(key)
+                if target is None:
+                    raise LimitsError(f"{where}: unknown Dask setting {key!r}")
+                if isinstance(target, tuple):
+                    if not isinstance(value, Mapping) or set(value) - {"default", "max"}:
+                        raise LimitsError(f"{where}.{key}: give default and max")
+                    for sub, name in zip(("default", "max"), target, strict=True):
+                        if sub in value:
+                            values[name] = value[sub]
+                else:
+                    values[target] = value
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise LimitsError(f"{where}: {name} must be a positive number, got {value!r}")
+        limits = cls(**values)
+        if not isinstance(limits.max_workers, int) or not isinstance(limits.idle_timeout_seconds, int):
+            raise LimitsError(f"{where}: maxWorkers and idleTimeoutSeconds are whole numbers")
+        if limits.worker_cores > limits.worker_cores_max or limits.worker_cores_max > limits.max_cores:
+            raise LimitsError(f"{where}: need workerCores.default <= workerCores.max <= maxCores")
+        if (
+            limits.worker_memory_gib > limits.worker_memory_gib_max
+            or limits.worker_memory_gib_max > limits.max_memory_gib
+        ):
+            raise LimitsError(f"{where}: need workerMemoryGiB.default <= workerMemoryGiB.max <= maxMemoryGiB")
+        return limits
 
 
 def option_fields(limits: DaskLimits) -> list[dict]:

@@ -33,10 +33,9 @@ from traitlets import Float, Unicode
 from datahavn.names import account_name
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
-from ..kube.settings import DaskLimits, KubeSettingsError
 from ..workspace import project_env
 from .audit import AuditedBackend
-from .limits import OptionsError, check_options, common_config, gateway_options
+from .limits import DaskLimits, LimitsError, OptionsError, check_options, common_config, gateway_options
 
 #: how scheduler and workers start: the users' environment's Python, isolated, in the box
 BOX_MODULE = "datahavn.extensions.dask_box"
@@ -59,7 +58,7 @@ def parse_limits(text: str) -> tuple[dict, dict]:
         DaskLimits.from_dict("defaults", defaults)
         for name, layer in projects.items():
             DaskLimits.from_dict(f"projects.{name}", defaults, layer)
-    except KubeSettingsError as e:
+    except LimitsError as e:
         raise SlurmSettingsError(f"$DATAHAVN_DASK_LIMITS: {e}") from None
     return defaults, projects
 
@@ -174,7 +173,7 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None),
                                               self.command_timeout)  # fmt: skip
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             raise RuntimeError(

@@ -89,8 +89,9 @@ def write_demo_dataset(layout: Layout, project: str, actor: str) -> Path:
         dosage = cohorts.simulate(tmp, samples, length, seed, prefix=f"{project}_")
         np.save(dosage_file, dosage)
         os.rename(tmp, vcf)
-    datasets.import_dataset(layout, project, DATASET, vcf, workers=2, actor=actor,
-                            audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", ""))
+    datasets.import_dataset(
+        layout, project, DATASET, vcf, workers=2, actor=actor, audit_url=os.environ.get("DATAHAVN_AUDIT_DB_URL", "")
+    )
     ids = cohorts.sample_ids(f"{project}_", samples)
     gid = provision.ensure_project(layout, project)
     cohorts.phenotypes(layout.shared(project) / "phenotypes.csv", ids, np.load(dosage_file), seed, gid)
@@ -125,8 +126,10 @@ def wait_up(hub: HubClient, proc: subprocess.Popen, timeout: float = 60) -> None
 
 
 #: the demo's Dask limits on a small machine (a site sets $DATAHAVN_DASK_LIMITS, the chart's keys)
-DEMO_DASK_LIMITS = ('{"defaults": {"maxWorkers": 4, "maxCores": 4, "maxMemoryGiB": 8, "workerCores": {"default": 1,'
-                    ' "max": 2}, "workerMemoryGiB": {"default": 1, "max": 4}, "schedulerMemoryGiB": 1}}')
+DEMO_DASK_LIMITS = (
+    '{"defaults": {"maxWorkers": 4, "maxCores": 4, "maxMemoryGiB": 8, "workerCores": {"default": 1,'
+    ' "max": 2}, "workerMemoryGiB": {"default": 1, "max": 4}, "schedulerMemoryGiB": 1}}'
+)
 
 
 def slurm_answers(timeout: float = 10) -> str | None:
@@ -179,8 +182,10 @@ def run_demo(ip: str = "127.0.0.1", port: int = 8000, state_dir: str | None = No
         DATAHAVN_AUDIT_PORT=os.environ.get("DATAHAVN_AUDIT_PORT") or str(free_port()),
         DATAHAVN_AIRLOCK_PORT=os.environ.get("DATAHAVN_AIRLOCK_PORT") or str(free_port()),
         DATAHAVN_DASK_ENGINE=dask,
-        **{f"DATAHAVN_GATEWAY_{k}_PORT": os.environ.get(f"DATAHAVN_GATEWAY_{k}_PORT") or str(free_port())
-           for k in ("API", "HTTP", "TCP")},  # fmt: skip
+        **{
+            f"DATAHAVN_GATEWAY_{k}_PORT": os.environ.get(f"DATAHAVN_GATEWAY_{k}_PORT") or str(free_port())
+            for k in ("API", "HTTP", "TCP")
+        },  # fmt: skip
         DATAHAVN_DASK_LIMITS=os.environ.get("DATAHAVN_DASK_LIMITS") or DEMO_DASK_LIMITS,
         DATAHAVN_ADMIN_TOKEN=token,
         DATAHAVN_DEMO_PASSWORD=user_password,

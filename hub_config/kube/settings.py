@@ -9,6 +9,7 @@ from pathlib import Path
 from datahavn.names import InvalidName, check_project
 from datahavn.paths import Layout
 
+from ..dask.limits import DaskLimits, LimitsError
 from .ids import UID_MIN, UID_SPAN, derived_gid
 
 #: The state dir inside pods: the single machine's layout, so kernels see the same paths.
@@ -17,66 +18,6 @@ POD_STATE_DIR = "/srv/datahavn"
 
 class KubeSettingsError(ValueError):
     """Settings from the chart that Datahavn cannot run with."""
-
-
-@dataclass(frozen=True)
-class DaskLimits:
-    """Per-project Dask limits; worker sizes are what users may choose within."""
-
-    max_workers: int = 4
-    max_cores: float = 8.0
-    max_memory_gib: float = 32.0
-    worker_cores: float = 1.0
-    worker_cores_max: float = 2.0
-    worker_memory_gib: float = 2.0
-    worker_memory_gib_max: float = 8.0
-    scheduler_cores: float = 1.0
-    scheduler_memory_gib: float = 2.0
-    idle_timeout_seconds: int = 1800
-
-    #: chart key -> field
-    KEYS = {
-        "maxWorkers": "max_workers",
-        "maxCores": "max_cores",
-        "maxMemoryGiB": "max_memory_gib",
-        "workerCores": ("worker_cores", "worker_cores_max"),
-        "workerMemoryGiB": ("worker_memory_gib", "worker_memory_gib_max"),
-        "schedulerCores": "scheduler_cores",
-        "schedulerMemoryGiB": "scheduler_memory_gib",
-        "idleTimeoutSeconds": "idle_timeout_seconds",
-    }
-
-    @classmethod
-    def from_dict(cls, where: str, *layers: Mapping) -> DaskLimits:
-        """Defaults, then each layer (the chart's defaults, the project's own) on top."""
-        values: dict = {}
-        for layer in layers:
-            for key, value in (layer or {}).items():
-                target = cls.KEYS.get(key)
-                if target is None:
-                    raise KubeSettingsError(f"{where}: unknown Dask setting {key!r}")
-                if isinstance(target, tuple):
-                    if not isinstance(value, Mapping) or set(value) - {"default", "max"}:
-                        raise KubeSettingsError(f"{where}.{key}: give default and max")
-                    for sub, name in zip(("default", "max"), target, strict=True):
-                        if sub in value:
-                            values[name] = value[sub]
-                else:
-                    values[target] = value
-        for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise KubeSettingsError(f"{where}: {name} must be a positive number, got {value!r}")
-        limits = cls(**values)
-        if not isinstance(limits.max_workers, int) or not isinstance(limits.idle_timeout_seconds, int):
-            raise KubeSettingsError(f"{where}: maxWorkers and idleTimeoutSeconds are whole numbers")
-        if limits.worker_cores > limits.worker_cores_max or limits.worker_cores_max > limits.max_cores:
-            raise KubeSettingsError(f"{where}: need workerCores.default <= workerCores.max <= maxCores")
-        if (
-            limits.worker_memory_gib > limits.worker_memory_gib_max
-            or limits.worker_memory_gib_max > limits.max_memory_gib
-        ):
-            raise KubeSettingsError(f"{where}: need workerMemoryGiB.default <= workerMemoryGiB.max <= maxMemoryGiB")
-        return limits
 
 
 @dataclass(frozen=True)
@@ -132,7 +73,10 @@ class KubeSettings:
                     gid = derived_gid(name)
                 if isinstance(gid, bool) or not isinstance(gid, int) or not 1000 <= gid < 1 << 31:
                     raise KubeSettingsError(f"projects.{name}.gid must be a whole number from 1000, got {gid!r}")
-                dask = DaskLimits.from_dict(f"projects.{name}.dask", defaults, raw.get("dask") or {})
+                try:
+                    dask = DaskLimits.from_dict(f"projects.{name}.dask", defaults, raw.get("dask") or {})
+                except LimitsError as e:
+                    raise KubeSettingsError(str(e)) from None
                 projects[name] = ProjectSettings(name, gid, raw["datasetsClaim"], raw["workspacesClaim"], dask)
             gw = data.get("gateway") or {}
             gateway = (

@@ -192,7 +192,10 @@ async def test_other_workspaces_cannot_list_reach_or_stop_a_cluster(slurm_hub, k
     assert r.stdout.split() == ["1", "running"], (r.stdout, r.error)
     denied = kinds(hub, start, "denied")
     assert {(e["user"], e["project"]) for e in denied if e.get("actor") == "datahavn-dask"} >= {
-        ("bob", "cardio"), ("carol", "cardio"), ("carol", "brca")}
+        ("bob", "cardio"),
+        ("carol", "cardio"),
+        ("carol", "brca"),
+    }
 
     # TLS to alice's scheduler through the proxy, with another cluster's credentials: refused
     bob = await kernel("bob", "cardio", on_hub=hub)
@@ -233,7 +236,8 @@ async def test_no_workspace_starts_a_cluster_for_another_project(slurm_hub, kern
     assert len([e for e in kinds(hub, start, "denied") if e["user"] == "bob"]) >= 5
     # a person's own token (not the workspace's Dask token) opens nothing at the gateway
     gateway = proc_gateway(hub)
-    person = requests.get(f"{gateway}/api/v1/clusters/", headers={"Authorization": f"jupyterhub {hub.user_token('bob')}"},
+    person_token = hub.user_token("bob")
+    person = requests.get(f"{gateway}/api/v1/clusters/", headers={"Authorization": f"jupyterhub {person_token}"},
                           timeout=30)  # fmt: skip
     assert person.status_code == 403 and "Dask token" in person.json()["error"]
     # and the Dask token opens nothing but the gateway: not the hub's API, not the workspace's server
