@@ -15,8 +15,8 @@ fi
 
 # 1. Debian packages
 need=()
-# bubblewrap: every kernel's box (namespaces)
-for pkg in python3-venv chromium bubblewrap; do
+# bubblewrap: every kernel's box (namespaces); nftables: the Dask clusters' fence on one machine
+for pkg in python3-venv chromium bubblewrap nftables; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)

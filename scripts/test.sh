@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 # a real PostgreSQL for the audit store's PostgreSQL tests
 DATAHAVN_TEST_PG_URL=$(bash scripts/postgres.sh)
 export DATAHAVN_TEST_PG_URL
+# a real single-node Slurm for project.dask() through dask-gateway (tests/e2e/test_dask_slurm.py)
+bash scripts/slurm.sh >/dev/null
 .venv/bin/python -m pytest tests "$@"

@@ -28,7 +28,7 @@ log = logging.getLogger("datahavn.dask")
 SERVICE = "datahavn-dask"
 #: the hub's environment the gateway takes as it is (all optional)
 GATEWAY_SETTINGS = ("DATAHAVN_DASK_LIMITS", "DATAHAVN_SLURM_PARTITION", "DATAHAVN_GRANT_CHECK_PERIOD",
-                    "DATAHAVN_GATEWAY_API_URL", "DATAHAVN_DASK_BIND_HOST")  # fmt: skip
+                    "DATAHAVN_GATEWAY_API_URL", "DATAHAVN_DASK_BIND_HOST", "DATAHAVN_DASK_FENCE")  # fmt: skip
 
 
 def gateway_service(python: str, state_dir: str, ports: tuple[int, int, int], **environment) -> dict:
@@ -60,6 +60,8 @@ def gateway_config(env) -> Config:
     b.user_env = env.get("DATAHAVN_USER_ENV") or DEFAULT_USER_ENV
     b.partition = env.get("DATAHAVN_SLURM_PARTITION", "")
     b.default_host = env.get("DATAHAVN_DASK_BIND_HOST") or "127.0.0.1"
+    # Slurm on this machine (the default): the clusters' accounts are fenced to loopback
+    b.fence = env.get("DATAHAVN_DASK_FENCE", "1") != "0"
     b.limits_json = env.get("DATAHAVN_DASK_LIMITS", "")
     parse_limits(b.limits_json)  # a bad value stops the service with its message, not the first cluster
     # where the clusters' schedulers reach the gateway (a compute node's route to it, in production)

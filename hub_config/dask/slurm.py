@@ -12,7 +12,8 @@ The gateway (a hub service, root on the hub machine, as ``PrivateData=jobs`` nee
   (the accounts have no home);
 - **what**: scheduler and workers run in the box of :mod:`datahavn.extensions.dask_box`, the
   kernels' own (the project's folders only, a private ``/tmp``, Landlock scopes), sharing the
-  node's network, which a site fences per project;
+  node's network: on the gateway's own machine fenced to loopback (:mod:`.fence`), on a site's
+  nodes by its firewall;
 - **when**: every Slurm command has a timeout (a hung ``slurmctld`` fails a start, never hangs it),
   and every submission and cancellation is recorded with its job id (:mod:`.audit`).
 """
@@ -28,12 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend
-from traitlets import Float, Unicode
+from traitlets import Bool, Float, Unicode
 
 from datahavn.names import account_name
 from datahavn.paths import DEFAULT_USER_ENV, Layout
 
 from ..workspace import project_env
+from . import fence as nft_fence
 from .audit import AuditedBackend
 from .limits import DaskLimits, LimitsError, OptionsError, check_options, common_config, gateway_options
 
@@ -108,6 +110,12 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
         "0.0.0.0",
         help="""Where schedulers and workers listen (their peers, the gateway and the proxy must reach them; TLS
         with the cluster's own certificate guards every connection). One machine: 127.0.0.1.""",
+        config=True,
+    )
+    fence = Bool(
+        False,
+        help="""Fence each cluster's account to loopback with nftables (:mod:`.fence`): for Slurm on the gateway's
+        own machine. On a cluster of nodes, the site's firewall does this (a network zone per project).""",
         config=True,
     )
     command_timeout = Float(
@@ -195,6 +203,11 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
         if code != 0 and "Job has finished" not in err and "Invalid job id" not in err:
             raise RuntimeError(f"scancel {job_id} failed ({code}): {err.strip()}")
 
+    async def cleanup(self):
+        await super().cleanup()  # the clusters are stopped first
+        if self.fence:
+            nft_fence.remove(nft_fence.table_name(self.state_dir))
+
     async def check_jobs(self, job_ids):
         if not job_ids:
             return {}
@@ -208,6 +221,11 @@ class DatahavnSlurmBackend(AuditedBackend, SlurmBackend):
     # --- every job recorded with its id --------------------------------------------------
 
     async def do_start_cluster(self, cluster):
+        if self.fence:
+            try:
+                nft_fence.fence(nft_fence.table_name(self.state_dir), self.account(cluster.username).pw_uid)
+            except nft_fence.FenceError as e:  # a cluster that could reach out is not started
+                raise RuntimeError(f"cannot fence the cluster's network: {e}") from None
         async for state in super().do_start_cluster(cluster):
             try:
                 self.record("dask_cluster_start", cluster.name, strict=True, outcome="submitted",

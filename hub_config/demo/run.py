@@ -127,7 +127,7 @@ def wait_up(hub: HubClient, proc: subprocess.Popen, timeout: float = 60) -> None
 
 #: the demo's Dask limits on a small machine (a site sets $DATAHAVN_DASK_LIMITS, the chart's keys)
 DEMO_DASK_LIMITS = (
-    '{"defaults": {"maxWorkers": 4, "maxCores": 4, "maxMemoryGiB": 8, "workerCores": {"default": 1,'
+    '{"defaults": {"maxWorkers": 4, "maxCores": 6, "maxMemoryGiB": 8, "workerCores": {"default": 1,'
     ' "max": 2}, "workerMemoryGiB": {"default": 1, "max": 4}, "schedulerMemoryGiB": 1}}'
 )
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -343,3 +345,68 @@ async def test_a_dead_slurmctld_is_an_error_in_the_notebook_not_a_hang(slurm_hub
     r = await k.execute("c = project.dask(workers=1); print(len(c.scheduler_info()['workers'])); c.close()",
                         timeout=180)  # fmt: skip
     assert r.stdout.strip() == "1", r.error
+
+
+def hello(address) -> bool:
+    try:
+        with socket.create_connection(address, timeout=2) as s:
+            return s.recv(5) == b"hello"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def outside():
+    """An address beyond this machine's loopback: a network namespace behind a veth pair, with a listener."""
+    tag = f"{os.getpid() % 10000}"
+    ns, host_if, ns_if = f"dh-out-{tag}", f"dho{tag}", f"dhi{tag}"
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, timeout=20)  # noqa: E731
+    run("ip", "netns", "add", ns)
+    listener = None
+    try:
+        run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        run("ip", "link", "set", ns_if, "netns", ns)
+        run("ip", "addr", "add", "198.51.100.1/30", "dev", host_if)
+        run("ip", "link", "set", host_if, "up")
+        run("ip", "netns", "exec", ns, "ip", "addr", "add", "198.51.100.2/30", "dev", ns_if)
+        run("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        listener = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                     "import socket; s = socket.create_server(('198.51.100.2', 8765)); "
+                                     "[s.accept()[0].sendall(b'hello') for _ in iter(int, 1)]"])  # fmt: skip
+        wait_for(lambda: hello(("198.51.100.2", 8765)), 10, message="the outside listener answers")
+        yield ("198.51.100.2", 8765)
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=20)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+async def test_workers_reach_nothing_beyond_the_machine(slurm_hub, kernel, outside):
+    """Code on a worker shares the node's network, fenced to loopback: it cannot connect out, and what it
+    serves on the machine's interfaces answers nobody outside (root, unfenced, reaches the same address)."""
+    host, port = outside
+    k = await kernel("alice", "brca", on_hub=slurm_hub)
+    r = await k.execute(
+        "import socket, json\n"
+        "c = project.dask(workers=1)\n"
+        "def out():\n"
+        "    try:\n"
+        f"        return socket.create_connection(({host!r}, {port}), timeout=5).recv(5).decode()\n"
+        "    except OSError as e:\n"
+        "        return type(e).__name__\n"
+        "def submit():\n"  # and no way around the gateway: no munge credential in the box, so no sbatch
+        "    import subprocess\n"
+        "    p = subprocess.run(['sbatch', '--wrap', 'true'], capture_output=True, text=True)\n"
+        "    return p.returncode, p.stderr[-200:]\n"
+        "print(json.dumps({'worker': list(c.run(out).values()), 'scheduler': c.run_on_scheduler(out),"
+        " 'sbatch': list(c.run(submit).values())}))\n"
+        "c.close()",
+        timeout=180,
+    )
+    assert r.status == "ok", r.error
+    got = json.loads(r.stdout)
+    assert got["worker"] == ["ConnectionRefusedError"] and got["scheduler"] == "ConnectionRefusedError", got
+    assert all(code != 0 for code, _ in got["sbatch"]), got["sbatch"]
+    assert hello((host, port))  # the address itself answers
