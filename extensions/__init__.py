@@ -33,7 +33,7 @@ def _load_jupyter_server_extension(serverapp):
         serverapp.kernel_websocket_connection_class = AuditedConnection
         serverapp.web_app.settings["kernel_websocket_connection_class"] = AuditedConnection
     serverapp.log.info("datahavn: audit of kernel messages is on")
-    from . import airlock, egress, meter, provisioner
+    from . import airlock, dask_dashboard, egress, meter, provisioner
     from .audit_client import post_quietly, report_egress
 
     # fail closed here too: whatever kernel spec is asked for, its kernel starts in the box
@@ -43,6 +43,8 @@ def _load_jupyter_server_extension(serverapp):
     egress.install(serverapp, egress.denial_recorder(serverapp, post_quietly))
     # the one way out: export requests to the airlock, with the server's token
     airlock.install(serverapp)
+    # the dashboard of the workspace's own Dask clusters (plots only), through this server and its meter
+    dask_dashboard.install(serverapp)
 
 
 async def _unload_jupyter_server_extension(serverapp):

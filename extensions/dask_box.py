@@ -65,6 +65,11 @@ def main(argv: list[str]) -> None:
         os.makedirs(os.path.join(box.tmp, sub), mode=0o700)
     links = [name for name in USR_LINKS if os.path.islink(f"/{name}")]
     command = [os.path.join(box.user_env, "bin", "dask"), role, *args]
+    if role == "scheduler" and env.get("DATAHAVN_DASHBOARD_PREFIX"):
+        # the dashboard at the path the workspace's server shows it under, its address told to that server only
+        prefix = env["DATAHAVN_DASHBOARD_PREFIX"].rstrip("/") + "/" + env.get("DASK_GATEWAY_CLUSTER_NAME", "")
+        os.environ["DATAHAVN_DASHBOARD_PREFIX"] = prefix
+        command += ["--dashboard-prefix", prefix, "--preload", "datahavn.extensions.dask_preload"]
     argv = bwrap_argv(box, command, links, network=True)
     # the kernels' rules: root-owned Dask and IPython config, nothing of the workspace's
     os.environ["DASK_CONFIG"] = os.path.join(box.user_env, "etc", "datahavn", "dask")

@@ -68,6 +68,8 @@ HANDLERS = {
     "jupyter_lsp.handlers.LanguageServersHandler": "GET",
     # export requests, forwarded to the airlock with the server's token (extensions/airlock.py)
     "datahavn.extensions.airlock.AirlockRequestsHandler": "GET POST",
+    # the Dask dashboard of this workspace's own clusters, plots only (extensions/dask_dashboard.py)
+    **{f"datahavn.extensions.dask_dashboard.Dashboard{name}Handler": "GET" for name in ("Index", "", "Socket")},
     # JupyterHub's sign-in and sign-out of this server
     "jupyterhub.singleuser.extension.JupyterHubOAuthCallbackHandler": "GET",
     "jupyterhub.singleuser.extension.JupyterHubLogoutHandler": "GET",

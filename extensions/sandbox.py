@@ -38,7 +38,9 @@ KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "DATAHAVN_PROJECT", "DATAHAVN_PROJEC
         "NUMBA_CACHE_DIR", "JPY_SESSION_NAME",
         # project.dask() on a gateway: its addresses, and the workspace's token that opens it and nothing else
         "DATAHAVN_DASK_ENGINE", "DATAHAVN_DASK_GATEWAY", "DATAHAVN_DASK_PROXY", "DATAHAVN_DASK_TOKEN",
-        "DATAHAVN_DASK_TIMEOUT")  # fmt: skip
+        "DATAHAVN_DASK_TIMEOUT",
+        # the server's path (not a secret): the dashboard's link in a notebook
+        "JUPYTERHUB_SERVICE_PREFIX")  # fmt: skip
 #: Addresses a kernel reaches through its relays (at 127.0.0.1 and the same port)
 RELAYED = ("DATAHAVN_DASK_GATEWAY", "DATAHAVN_DASK_PROXY")
 #: Folders of the home a tool reads configuration from even when told otherwise (Dask adds ~/.config/dask

@@ -156,6 +156,12 @@ class GatewayClusters:
                 finally:
                     cluster.close()
 
+            @property
+            def dashboard_link(self):
+                # through the workspace's own server (the lab's "Dask dashboard"), not the gateway
+                prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+                return f"{prefix.rstrip('/')}/datahavn/dask/{cluster.name}/status"
+
         client = GatewayClient(report.scheduler_address, security=report.security, timeout=f"{self.timeout}s")
         client.datahavn_cluster = self
         if n:

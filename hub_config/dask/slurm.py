@@ -75,7 +75,7 @@ def job_command(user_env: str, role: str) -> list[str]:
 
 
 def slurm_cluster_config(layout: Layout, user_env: str, user: str, project: str, limits: DaskLimits,
-                         options: Mapping, partition: str = "") -> dict:  # fmt: skip
+                         options: Mapping, partition: str = "", hub_prefix: str = "/") -> dict:  # fmt: skip
     """``SlurmClusterConfig`` values for a cluster of ``user`` in ``project`` (the project is never an option)."""
     try:
         sizes = check_options(project, limits, options)
@@ -84,7 +84,9 @@ def slurm_cluster_config(layout: Layout, user_env: str, user: str, project: str,
     account = account_name(user, project)
     env = project_env(layout, user, project, account)
     # the cluster's pair, read back by the grant watch (audit.py); the box's own environment
-    env.update(DATAHAVN_USER=user, DATAHAVN_USER_ENV=user_env, HOME=str(layout.dask / account))
+    env.update(DATAHAVN_USER=user, DATAHAVN_USER_ENV=user_env, HOME=str(layout.dask / account),
+               # the dashboard, under the workspace's own server (extensions/dask_dashboard.py)
+               DATAHAVN_DASHBOARD_PREFIX=f"{hub_prefix.rstrip('/')}/user/{user}/{project}/datahavn/dask/")  # fmt: skip
     return {
         **common_config(limits, sizes),
         "worker_threads": max(1, int(sizes.cores)),

@@ -190,6 +190,8 @@ class ProjectSpawner(ProjectSpawnerBase, LocalProcessSpawner):
             DATAHAVN_TMP=str(self.layout.workspace_tmp(self.account.pw_uid)),
             DATAHAVN_NET_ALLOW=",".join(self.network_allow_all()),
             **self.dask_gateway_env(self.dask_engine, self.dask_gateway_url, self.dask_gateway_proxy),
+            # the clusters' staging folders of this account (dashboards: extensions/dask_dashboard.py)
+            DATAHAVN_DASK_STAGING=str(self.layout.dask / self.account.pw_name),
             **{f"DATAHAVN_CGROUP_{c.upper()}": str(p) for c, p in self._cgroups.items()},
             **{f"DATAHAVN_LIMIT_{k.upper()}": str(v) for k, v in self.limits().describe().items() if v},
         )

@@ -1,5 +1,6 @@
 // Datahavn's airlock in JupyterLab: "Request export…" (file browser, palette, File menu) and the
 // "Export requests" panel in the left sidebar. The server side is the workspace's airlock API (api.js).
+// Also "Dask dashboard" (dashboard.js).
 
 import { ILayoutRestorer } from '@jupyterlab/application';
 import { ICommandPalette, Notification, showErrorMessage } from '@jupyterlab/apputils';
@@ -8,6 +9,7 @@ import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowse
 import { IMainMenu } from '@jupyterlab/mainmenu';
 
 import { AirlockError, createRequest } from './api';
+import { dashboardPlugin } from './dashboard';
 import { askForExport } from './dialog';
 import { AirlockPanel, PANEL_ID } from './panel';
 
@@ -122,4 +124,4 @@ const plugin = {
   }
 };
 
-export default plugin;
+export default [plugin, dashboardPlugin];

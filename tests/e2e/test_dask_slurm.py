@@ -84,8 +84,8 @@ def slurm_hub(hub):
     yield h
     h.shutdown()
     left = wait_for(lambda: not [j for j in jobs() if j["user"] in ours], 30, otherwise=True)
-    stray = jobs()
-    for j in stray:  # whatever failed, the machine's Slurm is left clean
+    stray = [j for j in jobs() if j["user"] in ours]
+    for j in stray:  # whatever failed, this module's accounts leave no job behind
         subprocess.run(["scancel", j["id"]], capture_output=True, timeout=20)
     assert left, f"jobs left behind: {stray}"
 
@@ -410,3 +410,47 @@ async def test_workers_reach_nothing_beyond_the_machine(slurm_hub, kernel, outsi
     assert got["worker"] == ["ConnectionRefusedError"] and got["scheduler"] == "ConnectionRefusedError", got
     assert all(code != 0 for code, _ in got["sbatch"]), got["sbatch"]
     assert hello((host, port))  # the address itself answers
+
+
+async def test_the_dashboard_opens_through_the_workspace_for_its_own_cluster_only(slurm_hub, kernel):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    hub = slurm_hub
+    alice = await kernel("alice", "brca", on_hub=hub)
+    r = await alice.execute("c = project.dask(workers=1); print(c.datahavn_cluster.name); print(c.dashboard_link)",
+                            timeout=180)  # fmt: skip
+    assert r.status == "ok", r.error
+    name, link = r.stdout.split()
+    assert link == f"/user/alice/brca/datahavn/dask/{name}/status"
+    bob = await kernel("bob", "cardio", on_hub=hub)
+    r = await bob.execute("b = project.dask(); print(b.datahavn_cluster.name)", timeout=180)
+    assert r.status == "ok", r.error
+    bobs = r.stdout.strip()
+    token = hub.user_token("alice")
+    auth = {"Authorization": f"token {token}"}
+    base = f"{hub.url}/user/alice/brca/datahavn/dask"
+    start = hub.events()[-1]["seq"]
+    # the index goes straight to the one running cluster; its plots and their code load
+    index = requests.get(f"{base}/", headers=auth, timeout=30, allow_redirects=False)
+    assert index.status_code == 302 and index.headers["Location"].endswith(f"/{name}/status"), index.text[:300]
+    page = requests.get(f"{base}/{name}/status", headers=auth, timeout=30)
+    assert page.status_code == 200 and "bokeh" in page.text.lower(), page.text[:300]
+    scripts = [s for s in __import__("re").findall(r'src="([^"]+\.js(?:\?[^"]*)?)"', page.text) if "/datahavn/dask/" in s]
+    assert scripts and all(requests.get(hub.url + s, headers=auth, timeout=30).ok for s in scripts[:3])
+    ws = await websocket_connect(HTTPRequest(f"{base.replace('http', 'ws', 1)}/{name}/status/ws", headers=auth))
+    ws.close()
+    # not another workspace's cluster, not the pages that show logs, stacks or values
+    for path in (f"{bobs}/status", f"{name}/info/main/workers.html", f"{name}/json/counts.json",
+                 f"{name}/api/v1/retire_workers", f"{name}/metrics", "0" * 32 + "/status"):  # fmt: skip
+        refused = requests.get(f"{base}/{path}", headers=auth, timeout=30)
+        assert refused.status_code == 403, (path, refused.status_code, refused.text[:200])
+    # bob's own server does not show alice's cluster either
+    bob_auth = {"Authorization": f"token {hub.user_token('bob')}"}
+    other = requests.get(f"{hub.url}/user/bob/cardio/datahavn/dask/{name}/status", headers=bob_auth, timeout=30)
+    assert other.status_code == 403
+    denied = wait_for(lambda: [e for e in kinds(hub, start, "denied") if "/datahavn/dask/" in str(e["detail"])], 20)
+    assert {e["user"] for e in denied} >= {"alice", "bob"}
+    for k, var in ((alice, "c"), (bob, "b")):
+        r = await k.execute(f"{var}.close()", timeout=60)
+        assert r.status == "ok", r.error
