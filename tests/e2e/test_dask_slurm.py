@@ -436,7 +436,8 @@ async def test_the_dashboard_opens_through_the_workspace_for_its_own_cluster_onl
     assert index.status_code == 302 and index.headers["Location"].endswith(f"/{name}/status"), index.text[:300]
     page = requests.get(f"{base}/{name}/status", headers=auth, timeout=30)
     assert page.status_code == 200 and "bokeh" in page.text.lower(), page.text[:300]
-    scripts = [s for s in __import__("re").findall(r'src="([^"]+\.js(?:\?[^"]*)?)"', page.text) if "/datahavn/dask/" in s]
+    found = __import__("re").findall(r'src="([^"]+\.js(?:\?[^"]*)?)"', page.text)
+    scripts = [s for s in found if "/datahavn/dask/" in s]
     assert scripts and all(requests.get(hub.url + s, headers=auth, timeout=30).ok for s in scripts[:3])
     ws = await websocket_connect(HTTPRequest(f"{base.replace('http', 'ws', 1)}/{name}/status/ws", headers=auth))
     ws.close()

@@ -355,7 +355,7 @@ def test_cluster_config(settings):
         ({"worker_cores": 0}, "outside project brca's limits"),
         ({"workers": 9}, r"workers=9 is outside project brca's limits \(0..8\)"),
         ({"workers": 2.5}, "workers must be a whole number"),
-        ({"workers": 8, "worker_cores": 4}, r"8 workers of 4 cores and 2 GiB, with the scheduler's 1 and 2 GiB, exceed"),
+        ({"workers": 8, "worker_cores": 4}, r"8 workers of 4 cores and 2 GiB, with the scheduler's 1 and 2 GiB"),
         ({"workers": 5, "worker_memory": 16}, r"exceed project brca's limits \(16 cores, 32 GiB in all\)"),
         ({"worker_cores": True}, "worker_cores must be a number"),
         ({"project": "cardio"}, "the project is not an option"),
