@@ -34,7 +34,8 @@ KINDS = frozenset({
     "execute", "execute_reply", "login", "login_failed", "logout", "spawn", "spawn_refused", "stop",
     "grant", "revoke", "project_create", "user_add", "denied", "egress_alert", "dataset_import", "resource_limit",
     "content_read", "hub_api", "airlock_request", "airlock_check", "airlock_review", "airlock_release",
-    "airlock_download", "airlock_refused", "airlock_view",
+    "airlock_download", "airlock_refused", "airlock_view", "dask_cluster_start", "dask_cluster_scale",
+    "dask_cluster_stop",
 })  # fmt: skip
 
 #: Kernel messages that can make the kernel run code: each is recorded as an

@@ -15,6 +15,7 @@ from datahavn.hub_config.audit import hub as audit_hub
 from datahavn.hub_config.audit.store import open_store
 from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure, python_module
 from datahavn.hub_config.dask.service import GATEWAY_SETTINGS, SERVICE, gateway_service
+from datahavn.hub_config.roles import dask_gateway_role
 from datahavn.hub_config.settings import Settings
 from datahavn.hub_config.spawners.local import ProjectSpawner
 from datahavn.hub_config.spawners.provision import ensure_state
@@ -84,7 +85,7 @@ if s.dask_engine == "slurm":
     dask_services = [gateway_service(sys.executable, str(lay.root), s.gateway_ports, DATAHAVN_USER_ENV=s.user_env,
                                      DATAHAVN_AUDIT_DB_URL=s.audit_db_url,
                                      **{k: os.environ.get(k, "") for k in GATEWAY_SETTINGS})]  # fmt: skip
-    dask_roles = [{"name": SERVICE, "scopes": ["read:groups"], "services": [SERVICE]}]
+    dask_roles = [dask_gateway_role(SERVICE)]
 configure(
     c,
     spawner_class=ProjectSpawner,

@@ -12,6 +12,7 @@ import os
 
 from datahavn.hub_config.audit.store import open_store
 from datahavn.hub_config.configure import HUB_STORE_TIMEOUT, airlock_service, audit_service, configure
+from datahavn.hub_config.roles import dask_gateway_role
 from datahavn.hub_config.settings import poll_interval
 from datahavn.hub_config.spawners.kube import DEFAULT_SETTINGS, KubeProjectSpawner, load_settings
 
@@ -26,7 +27,7 @@ settings = load_settings(settings_path)
 # its clusters' dashboards can be reached from outside the cluster (a Dask token copied out opens nothing)
 extra_roles = []
 if settings.gateway is not None:
-    extra_roles.append({"name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"]})
+    extra_roles.append(dask_gateway_role("dask-gateway"))
 
 # the airlock (the chart's airlock Deployment, unless airlock.enabled is false): the one reviewed way
 # out of a project, at /services/datahavn-airlock/, its token from the chart's datahavn-airlock Secret;

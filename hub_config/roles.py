@@ -24,6 +24,13 @@ USER_SCOPES = [
 AIRLOCK_ACCESS = "access:services!service=datahavn-airlock"
 
 
+def dask_gateway_role(service: str) -> dict:
+    """The gateway's role: the projects' grants and whether each workspace runs (its clusters die with it).
+    The tokens it checks it asks the hub about with themselves."""
+    return {"name": f"datahavn-{service}" if not service.startswith("datahavn-") else service,
+            "scopes": ["read:groups", "read:servers"], "services": [service]}  # fmt: skip
+
+
 def hub_roles(auditors, auditor_services=(), checkers=None) -> list[dict]:
     """``user`` (researchers), the services' (no scopes), ``datahavn-auditor``, and with an airlock
     (``checkers`` not None) ``datahavn-airlock-checker``."""

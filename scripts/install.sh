@@ -16,7 +16,8 @@ fi
 # 1. Debian packages
 need=()
 # bubblewrap: every kernel's box (namespaces); nftables: the Dask clusters' fence on one machine
-for pkg in python3-venv chromium bubblewrap nftables; do
+# iproute2: the tests' network outside the machine (a namespace behind a veth pair)
+for pkg in python3-venv chromium bubblewrap nftables iproute2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 command -v node >/dev/null || need+=(nodejs npm)

@@ -8,14 +8,16 @@
 - every refusal the gateway answers (a token it does not take, another workspace's cluster, options
   beyond the project's limits) is a ``denied`` record;
 - every ``grant_check_period`` seconds the grants of the running clusters are read again from the hub;
-  a cluster whose grant lapsed (revoked, expired, or the member removed) is stopped and the stop
-  recorded with the reason. The hub refusing the token at the next request does the rest.
+  a cluster whose grant lapsed (revoked, expired, or the member removed), or whose workspace no longer
+  runs (a killed kernel cannot close it), is stopped and the stop recorded with the reason. The hub
+  refusing the token at the next request does the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -167,5 +169,17 @@ class AuditedBackend(Backend):
             if not grant.current:
                 self.log.warning("Stopping cluster %s of %s in %s: grant %s", cluster.name, user, project, grant.status)
                 await self.stop_cluster(cluster.name, reason=f"grant {grant.status}")
+                stopped.append(cluster.name)
+                continue
+            try:
+                running = await self._authenticator.workspace_running(user, project)
+            except HubError as e:
+                self.log.warning("Cannot read the workspaces of %s: %s", user, e)
+                continue
+            # its kernel killed, its server stopped: nothing will close it, so the gateway does
+            age = time.time() - (cluster.start_time or time.time() * 1000) / 1000
+            if not running and age > self.grant_check_period:
+                self.log.warning("Stopping cluster %s of %s in %s: the workspace stopped", cluster.name, user, project)
+                await self.stop_cluster(cluster.name, reason="workspace stopped")
                 stopped.append(cluster.name)
         return stopped

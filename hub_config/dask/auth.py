@@ -58,6 +58,15 @@ class ProjectGatewayAuthenticator(JupyterHubAuthenticator):
         group = group or {}
         return grant_status(project, group.get("properties"), group.get("users") or [], user)
 
+    async def workspace_running(self, user: str, project: str) -> bool:
+        """Does the hub run (user, project)'s workspace now? A cluster does not outlive it."""
+        status, model = await self._hub_get(f"/users/{quote(user)}", self.jupyterhub_api_token)
+        if model is None:
+            if status == 404:
+                return False
+            raise HubError(f"the hub answered {status} for {user}'s workspaces")
+        return project in (model.get("servers") or {})
+
     async def authenticate(self, request):
         token = self.get_token(request)
         if token is None:

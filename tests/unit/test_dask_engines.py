@@ -88,6 +88,7 @@ def test_the_slurm_cluster_config_pins_the_workspace(tmp_path):
             "MPLCONFIGDIR": f"{ws}/.cache/matplotlib",
             "DATAHAVN_USER": "alice",
             "DATAHAVN_USER_ENV": "/opt/env",
+            "DATAHAVN_DASHBOARD_PREFIX": "/user/alice/brca/datahavn/dask/",
         },
         "partition": "debug",
         "staging_directory": str(tmp_path / "dask/{username}"),

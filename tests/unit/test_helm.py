@@ -526,7 +526,7 @@ def test_hub_lets_the_gateway_check_grants(docs, tmp_path, monkeypatch):
     roles = {r["name"]: r for r in hub.load_roles}
     # read:groups: the projects' grants; nothing else (the tokens it checks, it asks the hub about with themselves)
     assert roles["datahavn-dask-gateway"] == {
-        "name": "datahavn-dask-gateway", "scopes": ["read:groups"], "services": ["dask-gateway"],
+        "name": "datahavn-dask-gateway", "scopes": ["read:groups", "read:servers"], "services": ["dask-gateway"],
     }  # fmt: skip
     assert DASK_SCOPE in hub.custom_scopes
     # the hub mints each workspace's Dask token from the owner's own scope; no other role holds it

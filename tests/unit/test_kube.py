@@ -626,7 +626,7 @@ def test_hub_config_file_on_top_of_zero_to_jupyterhub(tmp_path, monkeypatch):
     assert roles["datahavn-auditor"]["users"] == ["auditor"]
     assert roles["datahavn-dask-gateway"] == {
         "name": "datahavn-dask-gateway",
-        "scopes": ["read:groups"],
+        "scopes": ["read:groups", "read:servers"],
         "services": ["dask-gateway"],
     }
     assert AUDIT_SCOPE in hub.custom_scopes
@@ -909,7 +909,12 @@ def test_kube_backend_stops_clusters_whose_grant_lapsed(kube_backend, settings):
         asked.append((user, project))
         return grants.grant_status(project, props, ["alice"], user)
 
-    kube_backend._authenticator = types.SimpleNamespace(grant=grant)
+    running = {("alice", "brca"): True}
+
+    async def workspace_running(user, project):
+        return running[user, project]
+
+    kube_backend._authenticator = types.SimpleNamespace(grant=grant, workspace_running=workspace_running)
     stopped = asyncio.run(kube_backend.stop_lapsed())
     assert sorted(stopped) == sorted([names["bob"], names["foreign"]])
     assert sorted(asked) == [("alice", "brca"), ("bob", "brca")]
@@ -918,6 +923,13 @@ def test_kube_backend_stops_clusters_whose_grant_lapsed(kube_backend, settings):
     assert stops[names["foreign"]]["user"] is None
     assert stops[names["foreign"]]["detail"]["reason"] == "no Datahavn workspace"
     assert {n for n, _ in kube_backend.custom_client.patched} == {names["bob"], names["foreign"]}
+    # alice's workspace stops (its kernel killed, nothing closed the cluster): the gateway stops it
+    running["alice", "brca"] = False
+    kube_backend.grant_check_period = -1.0  # the cluster is older than a period
+    assert names["alice"] in asyncio.run(kube_backend.stop_lapsed())  # (the fake cache still lists the others)
+    reasons = {r["detail"]["cluster"]: r["detail"]["reason"] for r in kube_backend.records
+               if r["kind"] == "dask_cluster_stop"}  # fmt: skip
+    assert reasons[names["alice"]] == "workspace stopped"
 
 
 @pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")  # dask-gateway's own app keys are str
