@@ -169,24 +169,31 @@ async def test_other_workspaces_cannot_list_reach_or_stop_a_cluster(slurm_hub, k
     )
     assert r.status == "ok", r.error
     name = r.stdout.strip()
+    carol_brca = await kernel("carol", "brca", on_hub=hub)
+    r = await carol_brca.execute("cb = project.dask(); print(cb.datahavn_cluster.name)", timeout=180)
+    assert r.status == "ok", r.error
+    carols = r.stdout.strip()
     start = hub.events()[-1]["seq"]
-    # another project, and a colleague in the same project: a cluster is one (user, project)'s
-    for user, project in (("bob", "cardio"), ("carol", "cardio"), ("carol", "brca")):
+    # another project, a colleague in the same project, the same person in another project:
+    # a cluster is one (user, project)'s
+    for user, project, target in (("bob", "cardio", name), ("carol", "cardio", name), ("carol", "brca", name),
+                                  ("carol", "cardio", carols), ("alice", "brca", carols)):  # fmt: skip
         k = await kernel(user, project, on_hub=hub)
         r = await k.execute(
             GATEWAY + "import json\n"
             "print(json.dumps({\n"
             "  'list': gw(lambda g: g.list_clusters()),\n"
-            f"  'get': gw(lambda g: g.get_cluster({name!r})),\n"
-            f"  'connect': gw(lambda g: g.connect({name!r})),\n"
-            f"  'scale': gw(lambda g: g.scale_cluster({name!r}, 3)),\n"
-            f"  'stop': gw(lambda g: g.stop_cluster({name!r})),\n"
+            f"  'get': gw(lambda g: g.get_cluster({target!r})),\n"
+            f"  'connect': gw(lambda g: g.connect({target!r})),\n"
+            f"  'scale': gw(lambda g: g.scale_cluster({target!r}, 3)),\n"
+            f"  'stop': gw(lambda g: g.stop_cluster({target!r})),\n"
             "}))",
             timeout=120,
         )
         assert r.status == "ok", r.error
         out = json.loads(r.stdout)
-        assert out["list"] == "[]", (user, project, out)
+        own = {("carol", "brca"): carols, ("alice", "brca"): name}.get((user, project))
+        assert out["list"] == "[]" or (own and own in out["list"] and target not in out["list"]), (user, project, out)
         for verb in ("get", "connect", "scale", "stop"):
             assert "403" in out[verb] or "lacks permissions" in out[verb], (user, project, verb, out[verb])
     # alice's cluster is untouched, and every refusal was recorded with who tried
@@ -214,8 +221,25 @@ async def test_other_workspaces_cannot_list_reach_or_stop_a_cluster(slurm_hub, k
     )
     assert r.status == "ok", r.error
     assert r.stdout.startswith("refused"), r.stdout
-    r = await alice.execute("c.close()", timeout=60)
+    for k, var in ((alice, "c"), (carol_brca, "cb")):
+        r = await k.execute(f"{var}.close()", timeout=60)
+        assert r.status == "ok", r.error
+
+
+async def test_a_cluster_ends_with_its_kernel(slurm_hub, kernel):
+    hub = slurm_hub
+    k = await kernel("bob", "cardio", on_hub=hub)
+    r = await k.execute("c = project.dask(workers=1); print(c.datahavn_cluster.name)", timeout=180)
     assert r.status == "ok", r.error
+    name = r.stdout.strip()
+    account = account_name("bob", "cardio")
+    assert len(jobs(account)) == 2
+    start = hub.events()[-1]["seq"]
+    url, auth = f"{hub.url}/user/bob/cardio/api/kernels", {"Authorization": f"token {hub.user_token('bob')}"}
+    for kernel_model in requests.get(url, headers=auth, timeout=30).json():  # shut down as the lab does
+        requests.delete(f"{url}/{kernel_model['id']}", headers=auth, timeout=60).raise_for_status()
+    wait_for(lambda: not jobs(account), 60, message="bob's jobs gone after his kernel shut down")
+    assert [e for e in kinds(hub, start, "dask_cluster_stop") if e["detail"]["cluster"] == name]
 
 
 async def test_no_workspace_starts_a_cluster_for_another_project(slurm_hub, kernel):
@@ -450,6 +474,7 @@ async def test_the_dashboard_opens_through_the_workspace_for_its_own_cluster_onl
     bob_auth = {"Authorization": f"token {hub.user_token('bob')}"}
     other = requests.get(f"{hub.url}/user/bob/cardio/datahavn/dask/{name}/status", headers=bob_auth, timeout=30)
     assert other.status_code == 403
+
     def refusers():
         return {e["user"] for e in kinds(hub, start, "denied") if "/datahavn/dask/" in str(e["detail"])}
 
