@@ -68,6 +68,11 @@ async def own_clusters() -> list[str]:
 
 
 class _Dashboard:
+    def set_default_headers(self):
+        super().set_default_headers()
+        # shown in a lab tab: framed by this server's own pages only (its others say frame-ancestors 'none')
+        self.set_header("Content-Security-Policy", "frame-ancestors 'self'")
+
     def target(self, cluster: str, path: str, scheme: str = "http") -> str:
         if not PAGES.match(path):
             raise web.HTTPError(403, "this part of the Dask dashboard is not shown in Datahavn (it can show data)")
@@ -79,7 +84,7 @@ class _Dashboard:
         return f"{scheme}://{address}{url_path_join(prefix, path)}{query}"
 
 
-class DashboardIndexHandler(JupyterHandler):
+class DashboardIndexHandler(_Dashboard, JupyterHandler):
     """The workspace's running clusters: straight to the dashboard when there is one."""
 
     @web.authenticated
@@ -126,11 +131,19 @@ class DashboardSocketHandler(_Dashboard, WebSocketMixin, websocket.WebSocketHand
     @ws_authenticated
     async def get(self, cluster: str, path: str):
         url = self.target(cluster, path, "ws")
+        # bokeh carries its session's token as a subprotocol: offered upstream as the browser offered it
+        offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            self.upstream = await websocket.websocket_connect(url, connect_timeout=TIMEOUT)
+            self.upstream = await websocket.websocket_connect(
+                url, connect_timeout=TIMEOUT, subprotocols=offered or None
+            )
         except (OSError, HTTPClientError, websocket.WebSocketError):
             raise web.HTTPError(502, "the Dask dashboard cannot be reached (has the cluster stopped?)") from None
         await super().get(cluster, path)
+
+    def select_subprotocol(self, subprotocols):
+        chosen = self.upstream.selected_subprotocol if self.upstream is not None else None
+        return chosen if chosen in subprotocols else None
 
     async def open(self, cluster: str, path: str):
         super().open()

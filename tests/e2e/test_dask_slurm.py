@@ -24,7 +24,8 @@ import requests
 from datahavn import admin
 from datahavn.names import account_name
 
-from ..hubs import REPO, free_port, wait_for
+from ..hubs import ARTIFACTS, REPO, free_port, wait_for
+from .test_browser import browser, open_notebook, page, run_cell  # noqa: F401 (the browser's fixtures)
 from .test_genomics import reference_counts
 
 PAIRS = [("alice", "brca"), ("bob", "cardio"), ("carol", "cardio"), ("carol", "brca")]
@@ -458,9 +459,10 @@ async def test_the_dashboard_opens_through_the_workspace_for_its_own_cluster_onl
     # the index goes straight to the one running cluster; its plots and their code load
     index = requests.get(f"{base}/", headers=auth, timeout=30, allow_redirects=False)
     assert index.status_code == 302 and index.headers["Location"].endswith(f"/{name}/status"), index.text[:300]
-    page = requests.get(f"{base}/{name}/status", headers=auth, timeout=30)
-    assert page.status_code == 200 and "bokeh" in page.text.lower(), page.text[:300]
-    found = __import__("re").findall(r'src="([^"]+\.js(?:\?[^"]*)?)"', page.text)
+    status = requests.get(f"{base}/{name}/status", headers=auth, timeout=30)
+    assert status.status_code == 200 and "bokeh" in status.text.lower(), status.text[:300]
+    assert status.headers["Content-Security-Policy"] == "frame-ancestors 'self'"  # a lab tab may frame it
+    found = __import__("re").findall(r'src="([^"]+\.js(?:\?[^"]*)?)"', status.text)
     scripts = [s for s in found if "/datahavn/dask/" in s]
     assert scripts and all(requests.get(hub.url + s, headers=auth, timeout=30).ok for s in scripts[:3])
     ws = await websocket_connect(HTTPRequest(f"{base.replace('http', 'ws', 1)}/{name}/status/ws", headers=auth))
@@ -482,3 +484,20 @@ async def test_the_dashboard_opens_through_the_workspace_for_its_own_cluster_onl
     for k, var in ((alice, "c"), (bob, "b")):
         r = await k.execute(f"{var}.close()", timeout=60)
         assert r.status == "ok", r.error
+
+
+async def test_the_dashboard_opens_in_the_lab(slurm_hub, page):  # noqa: F811 (the browser's fixture)
+    """In Chromium: the View menu's "Dask dashboard" shows the workspace's own cluster's plots in a lab tab."""
+    await open_notebook(slurm_hub, page, "alice", "brca")
+    out = await run_cell(page, "c = project.dask(workers=1); print(c.dashboard_link)")
+    assert "/user/alice/brca/datahavn/dask/" in out, out
+    await page.locator(".lm-MenuBar-itemLabel", has_text="View").click()
+    await page.locator(".lm-Menu-itemLabel", has_text="Dask dashboard").click()
+    frame = page.frame_locator(f"#{'datahavn-dask-dashboard'} iframe")
+    # the status page's plots, drawn by bokeh inside the frame (its scripts and websocket through the server)
+    await frame.locator("canvas").first.wait_for(timeout=60_000)
+    url = await page.locator("#datahavn-dask-dashboard iframe").evaluate("f => f.contentWindow.location.pathname")
+    assert url.startswith("/user/alice/brca/datahavn/dask/") and url.endswith("/status"), url
+    await page.screenshot(path=str(ARTIFACTS / "browser-dask-dashboard-in-the-lab.png"))
+    await page.locator(".lm-TabBar-tab", has_text="Untitled").first.click()  # back to the notebook
+    assert "closed" in await run_cell(page, "c.close(); print('closed')")
