@@ -106,6 +106,22 @@ def revoke(hub: HubClient, user: str, project: str) -> g.Grant:
         raise
 
 
+def user_exists(hub: HubClient, name: str) -> bool:
+    try:
+        _user(hub, name)
+    except AdminError:
+        return False
+    return True
+
+
+def project_exists(hub: HubClient, name: str) -> bool:
+    try:
+        get_project(hub, name)
+    except AdminError:
+        return False
+    return True
+
+
 def list_grants(hub: HubClient, project: str | None = None, user: str | None = None) -> list[g.Grant]:
     if user is not None:
         _user(hub, user)

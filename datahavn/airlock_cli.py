@@ -24,7 +24,10 @@ def _hub(args):
 
 def cmd_list(args):
     params = {k: v for k, v in (("state", args.state), ("project", args.project)) if v}
-    rows = _hub(args).airlock("GET", "/requests", params=params).json()["requests"]
+    hub = _hub(args)
+    rows = hub.airlock("GET", "/requests", params=params).json()["requests"]
+    if not rows and args.project and hub.group(args.project) is None:
+        raise HubError(f"no such project {args.project!r}")
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -80,6 +83,8 @@ def cmd_checker(args):
         hub.add_member(CHECKER_GROUP, args.user)
         print(f"{args.user} is an output checker (their next sign-in to the airlock carries the role)")
     else:
+        if hub.user(args.user) is None:
+            raise HubError(f"no such user {args.user!r}")
         hub.remove_member(CHECKER_GROUP, args.user)
         print(f"{args.user} is no longer an output checker (checkers named in the hub's config stay)")
 

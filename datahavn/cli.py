@@ -108,10 +108,14 @@ def _audit_filters(args) -> dict:
     return {k: getattr(args, k) for k in ("user", "project", "kind", "since", "until", "grep") if getattr(args, k)}
 
 
-def _summary(event: dict) -> str:
+def _summary(event: dict, full: bool = False) -> str:
     if event.get("code") is not None:
-        lines = event["code"].strip().splitlines() or [""]
-        return lines[0][:60] + (" ..." if len(lines) > 1 or len(lines[0]) > 60 else "")
+        code = event["code"]
+        if full:
+            return code
+        lines = code.strip().splitlines() or [""]
+        first = lines[0][:60] + (" ..." if len(lines) > 1 or len(lines[0]) > 60 else "")
+        return f"{first} [{len(lines)} lines, {len(code)} chars]" if first.endswith(" ...") else first
     if event.get("kind") == "execute_reply":
         return f"{event.get('status')} {event.get('duration_ms')} ms {event.get('output_bytes')} bytes"
     detail = event.get("detail")
@@ -119,11 +123,23 @@ def _summary(event: dict) -> str:
 
 
 def cmd_audit_query(args):
-    rows = hub_from_args(args).audit("/events", **_audit_filters(args)).json()
+    hub = hub_from_args(args)
+    rows = hub.audit("/events", **_audit_filters(args)).json()
+    if not rows:  # a name nobody has and no event carries is a typo, not an empty answer
+        if args.user and not admin.user_exists(hub, args.user):
+            raise admin.AdminError(f"no such user {args.user!r}, and no event names it")
+        if args.project and not admin.project_exists(hub, args.project):
+            raise admin.AdminError(f"no such project {args.project!r}, and no event names it")
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    table = [{**r, "who": r.get("actor") or "", "summary": _summary(r)} for r in rows]
+    table = [{**r, "who": r.get("actor") or "", "summary": _summary(r, args.full)} for r in rows]
+    if args.full:  # the whole code, below each row
+        for r in table:
+            print(_table([r], ["seq", "time", "kind", "user", "project", "who"]).splitlines()[-1])
+            if r.get("code") is not None:
+                print("    " + r["summary"].replace("\n", "\n    "))
+        return
     print(_table(table, ["seq", "time", "kind", "user", "project", "who", "summary"]))
 
 
@@ -244,6 +260,7 @@ def build_parser() -> Parser:
     aq.add_argument("--since", type=TIME, help="from this time (ISO 8601 or YYYY-MM-DD, UTC)")
     aq.add_argument("--until", type=TIME, help="before this time (ISO 8601 or YYYY-MM-DD, UTC)")
     aq.add_argument("--grep", help="only events whose text contains this (case-insensitive)")
+    aq.add_argument("--full", action="store_true", help="show each event's whole code, not its first line")
     aq.set_defaults(func=cmd_audit_query)
     ae = au.add_parser("export", parents=[hub_opts], help="export the whole audit trail")
     ae.add_argument("--format", choices=["jsonl", "csv"], required=True)

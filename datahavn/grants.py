@@ -63,7 +63,8 @@ def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
             f"invalid expiry {text!r}: use YYYY-MM-DD or an ISO 8601 time such as 2026-12-01T12:00:00Z"
         ) from None
     if until <= now:
-        raise InvalidGrant(f"expiry {isoformat(until)} is already in the past")
+        shown = text if text == isoformat(until) else f"{text} (access until {isoformat(until)})"
+        raise InvalidGrant(f"expiry {shown} is already in the past: give a later date")
     return until.astimezone(dt.UTC)
 
 

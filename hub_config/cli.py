@@ -39,7 +39,10 @@ def cmd_dataset_import(args):
 def cmd_dataset_list(args):
     from . import datasets
 
-    rows = datasets.list_datasets(_layout(args), args.project)
+    layout = _layout(args)
+    if args.project and not layout.project(args.project).is_dir():
+        raise datasets.DatasetError(f"no such project {args.project!r} on this machine")
+    rows = datasets.list_datasets(layout, args.project)
     print_rows(args, rows, ["project", "name", "variants", "samples", "imported_at", "imported_by", "source_sha256"])
 
 

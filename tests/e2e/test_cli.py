@@ -51,6 +51,11 @@ def bad_calls(unique):
         ("audit export without format", ["audit", "export"]),
         ("audit export into a missing folder", ["audit", "export", "--format", "csv", "--output", "/no/x.csv"]),
         ("missing argument", ["grant", "alice"]),
+        # an unknown name is an error in every command, not an empty answer
+        ("audit query unknown user", ["audit", "query", "--user", ghost_user]),
+        ("audit query unknown project", ["audit", "query", "--project", ghost_project]),
+        ("airlock list unknown project", ["airlock", "list", "--project", ghost_project]),
+        ("airlock checker remove unknown user", ["airlock", "checker", "remove", ghost_user]),
     ]
     return calls
 
@@ -69,6 +74,31 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(hub, cli, unique):
         line = assert_one_line_failure(cli(*argv), what)
         assert "error" in line or "invalid" in line or "required" in line, f"{what}: {line}"
     assert snapshot(hub) == before
+
+
+def test_unknown_projects_of_the_machine_and_past_dates_say_what_was_typed(hub, cli, unique):
+    ghost = unique("ghost")
+    line = assert_one_line_failure(cli("dataset", "list", "--project", ghost, "--state-dir", str(hub.layout.root)),
+                                   "dataset list of an unknown project")  # fmt: skip
+    assert f"no such project {ghost!r}" in line
+    line = assert_one_line_failure(cli("grant", "bob", "brca", "--until", "2025-01-02"), "past expiry")
+    assert "expiry 2025-01-02 (access until 2025-01-03T00:00:00Z) is already in the past" in line, line
+    line = assert_one_line_failure(cli("grant", "bob", "brca", "--until", "2025-01-02T10:00:00Z"), "past time")
+    assert "expiry 2025-01-02T10:00:00Z is already in the past" in line, line
+
+
+async def test_audit_query_shows_a_cells_first_line_and_length_and_all_with_full(hub, cli, kernel, unique):
+    marker = unique("m")
+    code = f"x_{marker} = 1\ny = 2\nprint('third line {marker}')"
+    k = await kernel("alice", "brca")
+    r = await k.execute(code)
+    assert r.status == "ok", r.error
+    short = cli("audit", "query", "--kind", "execute", "--grep", marker)
+    assert short.returncode == 0, short.stderr
+    assert f"x_{marker} = 1 ... [3 lines, {len(code)} chars]" in short.stdout and "third line" not in short.stdout
+    full = cli("audit", "query", "--kind", "execute", "--grep", marker, "--full")
+    assert full.returncode == 0, full.stderr
+    assert f"    x_{marker} = 1\n    y = 2\n    print('third line {marker}')" in full.stdout, full.stdout
 
 
 @pytest.mark.parametrize(
