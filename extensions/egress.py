@@ -13,6 +13,7 @@ size.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 
@@ -72,7 +73,10 @@ class EgressGuard(Configurable):
 
 
 class DeniedHandler(web.RequestHandler):
-    """Answers a refused request: 403, a JSON message a person understands, an audit event."""
+    """Answers a refused request: 403, a message a person understands, an audit event.
+
+    A browser's navigation (it asks for HTML) gets a page saying it; the lab and API clients keep JSON.
+    """
 
     def initialize(self, reason: str, record):
         self.reason = reason
@@ -81,8 +85,29 @@ class DeniedHandler(web.RequestHandler):
     def prepare(self):
         self.record(self.request, self.reason)
         self.set_status(403)
+        message = self.reason if self.reason.endswith(")") or self.reason[-1:] in ".!" else f"{self.reason}."
+        accept = self.request.headers.get("Accept", "")
+        if self.request.method == "GET" and "text/html" in accept.split(",")[0]:
+            self.set_header("Content-Type", "text/html; charset=UTF-8")
+            self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+            return self.finish(refusal_page(message, self.settings.get("base_url", "/")))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": 403, "message": f"Refused: {self.reason}."}))
+        self.finish(json.dumps({"status": 403, "message": f"Refused: {message}"}))
+
+
+def refusal_page(message: str, base_url: str) -> str:
+    """The HTML a person sees for a refused page: what happened and where to go (no script)."""
+    hub = html.escape(os.environ.get("JUPYTERHUB_BASE_URL") or "/")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Not available in Datahavn</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;color:#222}"
+        "h1{font-size:1.4rem}p.msg{background:#fff4e5;border-left:4px solid #f59e0b;padding:.8rem 1rem}</style>"
+        "</head><body><h1>This is not available in a Datahavn workspace</h1>"
+        f"<p class=msg>{html.escape(message)}</p><p>Data and results leave a project only through the airlock "
+        "(\u201cRequest export\u2026\u201d in the lab). This refusal was recorded.</p>"
+        f'<p><a href="{html.escape(base_url)}lab">Back to the workspace</a> \u00b7 <a href="{hub}hub/home">Hub home</a>'
+        "</p></body></html>"
+    )
 
 
 def content_problem(os_path: str, limit: int) -> str | None:

@@ -15,6 +15,7 @@ both ways.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -168,6 +169,23 @@ def decide(method: str, route: Route, query: dict[str, list[str]], content_lengt
     return Decision(True)
 
 
+#: how a notebook reads a data file, by its suffix: the way in refusals point to
+READERS = {".csv": "pd.read_csv({!r})", ".tsv": "pd.read_csv({!r}, sep='\\t')", ".txt": "open({!r}).read()",
+           ".parquet": "pd.read_parquet({!r})", ".json": "json.load(open({!r}))"}  # fmt: skip
+
+
+def read_hint(path: str) -> str:
+    """Why a file does not open in the lab, and how to read it instead, in a notebook."""
+    suffix = os.path.splitext(path)[1].lower()
+    how = READERS.get(suffix, "open({!r}, 'rb')").format(path)
+    return f"Data files stay in the workspace. Read it in a notebook: {how}"
+
+
+def upload_refusal(name: str, limit: int, limits: Limits) -> str:
+    return (f"{name!r} cannot be saved or uploaded here: only {', '.join(limits.upload_suffixes)} files, up to "
+            f"{limit / 1e6:g} MB. Bringing data in is an administrator's job (datahavn dataset import)")  # fmt: skip
+
+
 def _contents(method: str, path: str, query, content_length: int, limits: Limits) -> Decision:
     last = path.rsplit("/", 1)[-1]
     if method == "GET":
@@ -175,20 +193,18 @@ def _contents(method: str, path: str, query, content_length: int, limits: Limits
             if key.isdigit() and values == [""]:
                 continue  # the lab's cache-buster (?content=1&1796169051933)
             if key not in CONTENT_QUERY:
-                return deny("reading files as raw or base64 content is disabled in Datahavn")
+                return deny(read_hint(path))
             allowed = CONTENT_QUERY[key]
             if allowed is not None and values[0] not in allowed:
-                return deny("reading files as raw or base64 content is disabled in Datahavn")
+                return deny(read_hint(path))
         if query.get("content", ["1"])[0] == "0":
             return Decision(True)  # metadata only: names, sizes, dates
         return Decision(True, check_content=path)
     if method in ("PUT", "POST"):
         limit = limits.notebook_bytes if last.lower().endswith(".ipynb") else limits.upload_bytes
         if method == "PUT" and last and not last.lower().endswith(tuple(limits.upload_suffixes)):
-            return deny(f"only notebooks and small text or code files can be saved or uploaded ({last!r})")
+            return deny(upload_refusal(last, limit, limits))
         if content_length > limit:
-            return deny(
-                f"saves and uploads are limited to {limit} bytes here; bringing data in is an administrator's job"
-            )
+            return deny(upload_refusal(last or path, limit, limits))
         return Decision(True)
     return Decision(True)  # PATCH (rename), DELETE: nothing leaves the workspace

@@ -72,6 +72,7 @@ async def run_cell(page, code: str) -> str:
 
 
 async def test_alice_starts_brca_and_runs_a_cell(hub, page):
+    start = hub.events()[-1]["seq"]  # other tests' refusals of alice's server are theirs
     await open_notebook(hub, page, "alice", "brca", not_listed=["cardio"])
     out = await run_cell(page, "import os; print('answer', 6 * 7, os.environ['DATAHAVN_PROJECT'])")
     assert "answer 42 brca" in out
@@ -83,7 +84,8 @@ async def test_alice_starts_brca_and_runs_a_cell(hub, page):
     await await_for(lambda: [p for p in workspace.glob("Untitled*.ipynb") if "answer 42 brca" in p.read_text()],
                     timeout=10, message="the notebook was not saved")  # fmt: skip
     # the egress guard refused nothing the lab needs (it asks for export formats: refused by design)
-    refused = [e["detail"] for e in hub.events(kind="denied", user="alice") if e.get("server") == "alice/brca"]
+    refused = [e["detail"] for e in hub.events(kind="denied", user="alice", after_seq=start)
+               if e.get("server") == "alice/brca"]  # fmt: skip
     assert all("/api/nbconvert" in d for d in refused), refused
 
 

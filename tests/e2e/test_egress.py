@@ -101,6 +101,7 @@ def test_every_download_vector_is_refused_and_logged(hub, workspace):
     for path in ("/user/bob/cardio/api/contents", "/user/bob/cardio/api/kernels", "/user/bob/cardio/files/x"):
         status, _ = raw_request(hub, "GET", path, token)
         assert status in (403, 404), f"{path}: {status}"
+
     def refused_by_bob():
         return [e for e in hub.events(kind="denied", after_seq=start) if e.get("server") == "bob/cardio"]
 
@@ -119,3 +120,23 @@ def test_what_jupyterlab_needs_still_answers(hub, workspace):
         for c in requests.get(f"{hub.url}{SERVER}api/contents/", headers=headers, timeout=30).json()["content"]
     }
     assert {"ok.ipynb", "genotypes.csv", "data", "shared"} <= names
+
+
+def test_a_refused_page_is_a_page_for_a_browser_and_json_for_the_lab(hub):
+    hub.start("alice", "brca")
+    auth = {"Authorization": f"token {hub.user_token('alice')}"}
+    url = f"{hub.url}{SERVER}files/shared/phenotypes.csv"
+    start = hub.events()[-1]["seq"]
+    page = requests.get(url, timeout=30, headers={**auth, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 403 and page.headers["Content-Type"].startswith("text/html")
+    assert "This is not available in a Datahavn workspace" in page.text and "/files/ would send" in page.text
+    assert f'href="{SERVER}lab"' in page.text and "<script" not in page.text
+    api = requests.get(url, timeout=30, headers={**auth, "Accept": "application/json"})
+    assert api.status_code == 403 and api.json()["message"].startswith("Refused: /files/ would send")
+    lab = requests.get(f"{hub.url}{SERVER}api/contents/shared/phenotypes.csv?type=file&format=text&content=1",
+                       headers=auth, timeout=30)  # fmt: skip
+    assert lab.status_code == 403 and lab.json()["message"] == (
+        "Refused: Data files stay in the workspace. Read it in a notebook: pd.read_csv('shared/phenotypes.csv')"
+    )
+    wait_for(lambda: len([e for e in hub.events(kind="denied", after_seq=start) if e["user"] == "alice"]) >= 3, 20,
+             message="the three refusals recorded")  # fmt: skip

@@ -164,3 +164,14 @@ def test_extra_routes_are_checked_when_configured():
     assert EgressGuard(extra_routes=["GET POST myext.Handler"]).limits.extra_routes == (("GET POST", "myext.Handler"),)
     with pytest.raises(TraitError):
         EgressGuard(extra_routes=["nonsense"])
+
+
+def test_refusals_say_what_to_do_instead():
+    d = judge("GET", "api/contents/shared/phenotypes.csv?type=file&format=text&content=1")
+    assert not d.allow
+    assert d.reason == "Data files stay in the workspace. Read it in a notebook: pd.read_csv('shared/phenotypes.csv')"
+    assert "open('notes.txt').read()" in judge("GET", "api/contents/notes.txt?format=base64").reason
+    refused = judge("PUT", "api/contents/cases.csv", length=36)
+    assert not refused.allow and "'cases.csv' cannot be saved or uploaded here: only .ipynb, .py" in refused.reason
+    assert "up to 1 MB" in refused.reason and "datahavn dataset import" in refused.reason
+    assert "up to 1 MB" in judge("PUT", "api/contents/notes.md", length=2_000_000).reason
