@@ -1,6 +1,7 @@
 """A member starts a project workspace and runs code; a non-member cannot."""
 
 import html
+import re
 
 import requests
 
@@ -58,3 +59,21 @@ def test_unknown_user_cannot_log_in(hub):
     )
     assert "/hub/login" in r.url or r.status_code == 403
     assert hub.rest("GET", "/users/mallory").status_code == 404
+
+
+def test_hub_pages_carry_the_datahavn_name_and_no_token_page_for_researchers(hub):
+    login_page = requests.get(f"{hub.url}/hub/login", timeout=30).text
+    assert "<title>Datahavn</title>" in login_page and "a secure analysis workspace" in login_page
+    alice = login(hub, "alice")
+    home = alice.get(f"{hub.url}/hub/home", timeout=30).text
+    assert "<title>Datahavn</title>" in home and 'id="nav-token"' not in home
+    admin = login(hub, "admin").get(f"{hub.url}/hub/home", timeout=30).text
+    assert 'id="nav-token"' in admin  # administrators mint scripting tokens there
+    # the open link is JupyterHub's server-link: its home.js hides it when the workspace stops
+    hub.start("alice", "brca")
+    running = alice.get(f"{hub.url}/hub/home", timeout=30).text
+    assert re.search(r'class="server-link btn btn-xs btn-primary"\s+id="open-brca"', running), running
+    hub.stop("alice", "brca")
+    hub.wait_stopped("alice", "brca", 60)
+    stopped = alice.get(f"{hub.url}/hub/home", timeout=30).text
+    assert re.search(r'class="server-link btn btn-xs btn-primary hidden"\s+id="open-brca"', stopped)
