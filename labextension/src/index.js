@@ -1,6 +1,6 @@
 // Datahavn's airlock in JupyterLab: "Request export…" (file browser, palette, File menu) and the
 // "Export requests" panel in the left sidebar. The server side is the workspace's airlock API (api.js).
-// Also "Dask dashboard" (dashboard.js).
+// Also "Dask dashboard" (dashboard.js), and the project in the title with Datahavn's help (workspace.js).
 
 import { ILayoutRestorer } from '@jupyterlab/application';
 import { ICommandPalette, Notification, showErrorMessage } from '@jupyterlab/apputils';
@@ -10,6 +10,7 @@ import { IMainMenu } from '@jupyterlab/mainmenu';
 
 import { AirlockError, createRequest } from './api';
 import { dashboardPlugin } from './dashboard';
+import { workspacePlugin } from './workspace';
 import { askForExport } from './dialog';
 import { AirlockPanel, PANEL_ID } from './panel';
 
@@ -124,4 +125,4 @@ const plugin = {
   }
 };
 
-export default [plugin, dashboardPlugin];
+export default [plugin, dashboardPlugin, workspacePlugin];

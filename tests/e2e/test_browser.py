@@ -180,3 +180,17 @@ async def test_a_3_mb_notebook_within_the_budget_opens_and_its_read_is_recorded(
     )  # fmt: skip
     # the wire carries the notebook as compact JSON, smaller than the indented file
     assert reads[0]["detail"]["bytes"] >= 3_000_000
+
+
+async def test_the_lab_says_which_project_and_what_is_protected(hub, page):
+    await open_notebook(hub, page, "carol", "cardio")
+    await await_for(lambda: page.title(), timeout=10)
+    assert await page.title() == "cardio \u2014 Datahavn"
+    assert await page.locator("#dh-project-label").inner_text() == "cardio \u2014 Datahavn"
+    await page.locator(".lm-MenuBar-itemLabel", has_text="Help").click()
+    await page.locator(".lm-Menu-itemLabel", has_text="Datahavn: what is protected and how to export").click()
+    help_page = page.locator(".dh-help")
+    await help_page.wait_for()
+    text = await help_page.inner_text()
+    assert "what is protected in cardio" in text and "Request export" in text and "pd.read_csv(" in text
+    assert await page.title() == "cardio \u2014 Datahavn"  # still, with another tab in front
