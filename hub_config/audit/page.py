@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
@@ -217,17 +218,59 @@ def _egress_rows(usage) -> list[dict]:
     return out
 
 
-def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str, usage=()) -> str:
-    """The audit trail page: header, filter form, egress per workspace, per-day chart per project, events."""
+class FilterError(ValueError):
+    """A filter value the page cannot use (answered with 400 and this message)."""
+
+
+def check_filters(get) -> dict:
+    """The page's filters from ``get(name)`` (a request's arguments), checked; raises :class:`FilterError`."""
+    from datahavn.names import InvalidName, check_project, check_user
+
+    from .store import format_time
+
+    args = {name: (get(name) or "").strip() or None for name, _, _ in FILTERS}
+    for name, check in (("user", check_user), ("project", check_project)):
+        if args[name] is not None:
+            try:
+                check(args[name])
+            except InvalidName as e:
+                raise FilterError(f"{name.capitalize()}: {e}") from None
+    if args["kind"] is not None and args["kind"] not in KINDS:
+        raise FilterError(f"Kind: {args['kind']!r} is not an event kind (one of {', '.join(sorted(KINDS))})")
+    for name in ("since", "until"):
+        if args[name] is not None:
+            try:
+                format_time(args[name].replace("Z", "+00:00"))
+            except ValueError:
+                raise FilterError(f"{name.capitalize()}: {args[name]!r} is not a date or time "
+                                  "(use 2026-11-01 or 2026-11-01T08:00Z)") from None  # fmt: skip
+    return args
+
+
+def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str, usage=(), *,
+                counts: Mapping | None = None, older: int | None = None, paged: bool = False,
+                hub_home: str = "/hub/home") -> str:  # fmt: skip
+    """The audit trail page: header, filter form, egress per workspace, per-day chart per project, events.
+
+    ``rows``: the page's events in seq order. ``counts`` ((project, day) -> n): the chart of the whole
+    filtered set, counted by the store (else the rows are counted); ``older``: the seq below which the
+    next page starts, if there is one; ``paged``: this is not the newest page.
+    """
     filters = filters or {}
-    counts: Counter[tuple[str, str]] = Counter()
     undated = 0
-    for row in rows:
-        day = _day(row.get("time"))
-        if day is None:
-            undated += 1
-        else:
-            counts[(_project(row), day)] += 1
+    if counts is not None:
+        chart_counts = Counter({(HUB if p in (None, "") else str(p), d): n for (p, d), n in counts.items()})
+    else:
+        chart_counts = Counter()
+        for row in rows:
+            day = _day(row.get("time"))
+            if day is None:
+                undated += 1
+            else:
+                chart_counts[(_project(row), day)] += 1
+    total = sum(chart_counts.values()) + undated
+    query = "&".join(f"{k}={quote(str(v))}" for k, v in filters.items() if v)
+    page_link = f"{prefix}?{query}&" if query else f"{prefix}?"
     return _env.get_template("audit.html").render(
         rows=rows,
         viewer=viewer,
@@ -237,8 +280,12 @@ def render_page(rows: list[dict], filters: dict, viewer: str, prefix: str, usage
         filters=[
             {"name": n, "label": label, "placeholder": ph, "value": filters.get(n) or ""} for n, label, ph in FILTERS
         ],  # fmt: skip
-        chart=chart_geometry(counts) if counts else None,
+        chart=chart_geometry(chart_counts) if chart_counts else None,
         undated=_plural(undated, "event") if undated else "",
+        total=total,
+        older_link=f"{page_link}before={older}" if older is not None else "",
+        newest_link=prefix + (f"?{query}" if query else "") if paged else "",
+        hub_home=hub_home,
         # rows come in seq order; auditors want the latest first
         events=[_event(r) for r in reversed(rows)],
         egress=_egress_rows(usage),

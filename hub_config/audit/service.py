@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import html
 import io
 import json
 import os
@@ -36,7 +37,7 @@ from ..services import serve, token_model
 from ..settings import env_float, env_int
 from . import egress
 from .intake import Refused, ServerIntake
-from .page import render_page
+from .page import FilterError, check_filters, render_page
 from .store import AuditStore, open_store
 
 EVENTS_PER_FRAME = 200
@@ -200,17 +201,36 @@ class PageHandler(HubOAuthenticated, BaseHandler):
 
     @web.authenticated
     async def get(self):
-        args = {k: self.get_argument(k, "") or None for k in QUERY_ARGS}
-        rows = await ioloop.IOLoop.current().run_in_executor(None, lambda: self.store.query(**args))
-        rows = rows[-self.settings["page_rows"] :]  # the newest; the CLI exports everything
-        usage = await ioloop.IOLoop.current().run_in_executor(None, self.settings["ledger"].by_workspace)
+        try:
+            args = check_filters(lambda name: self.get_argument(name, ""))
+        except FilterError as e:
+            raise web.HTTPError(400, str(e)) from None
+        before = self.get_argument("before", "") or None
+        if before is not None and not before.isdigit():
+            raise web.HTTPError(400, f"before={before!r} is not a record number")
+        size = self.settings["page_rows"]
+        loop = ioloop.IOLoop.current()
+        # one page, newest first, from the store (server-side limit); the chart counts every match, in SQL
+        page = await loop.run_in_executor(None, lambda: self.store.query(
+            **args, before_seq=int(before) if before else None, newest_first=True, limit=size + 1))  # fmt: skip
+        counts = await loop.run_in_executor(None, lambda: self.store.counts_by_day(**args))
+        older = page[size - 1]["seq"] if len(page) > size else None
+        usage = await loop.run_in_executor(None, self.settings["ledger"].by_workspace)
         for row in usage:
             row["limits"] = self.settings["egress_limits"](row["project"]).as_dict()
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render_page(rows, args, self.current_user["name"], self.settings["prefix"], usage))
+        self.finish(render_page(list(reversed(page[:size])), args, self.current_user["name"], self.settings["prefix"],
+                                usage, counts=counts, older=older, paged=before is not None,
+                                hub_home=url_path_join(self.hub_auth.hub_prefix, "home")))  # fmt: skip
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "text/html; charset=utf-8")
+        if status_code == 400:
+            error = kwargs.get("exc_info", (None, None))[1]
+            reason = html.escape(getattr(error, "log_message", None) or self._reason)
+            return self.finish(f"<!doctype html><title>Datahavn audit trail</title><h1>Not a filter the page can use"
+                               f"</h1><p id='filter-error'>{reason}</p><p><a href='{self.settings['prefix']}'>"
+                               "Show every event</a></p>")  # fmt: skip
         self.finish(f"<h1>{status_code}</h1><p>The audit trail is for administrators and auditors.</p>")
 
 
@@ -232,7 +252,9 @@ class AuditService(Application):
     def _db_url(self):
         return os.environ.get("DATAHAVN_AUDIT_DB_URL", "")
 
-    page_rows = Integer(2000, help="Most events the web page shows (the newest).").tag(config=True)
+    page_rows = Integer(500, help="Events per page of the web page (newest first; older ones a link away).").tag(
+        config=True
+    )
 
     cache_seconds = Integer(60, help="How long the identity of a token is cached.").tag(config=True)
 

@@ -420,22 +420,20 @@ class AuditStore:
         grep: str | None = None,
         after_seq: int = 0,
         limit: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
     ) -> list[dict]:
-        """Records in seq order. ``since`` is inclusive and ``until`` exclusive (times in UTC;
-        a time without an offset is UTC). ``grep``: case-insensitive substring of the body."""
+        """Records in seq order (``newest_first``: the reverse). ``since`` is inclusive and ``until``
+        exclusive (times in UTC; a time without an offset is UTC). ``grep``: case-insensitive substring
+        of the body. ``after_seq`` and ``before_seq`` bound the seqs (exclusive): pages of the trail."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
         if limit == 0:
             return []
-        stmt = sa.select(records.c.body, records.c.prev_hash, records.c.hash).where(records.c.seq > after_seq)
-        for name, value in (("user", user), ("project", project), ("kind", kind)):
-            if value is not None:
-                stmt = stmt.where(records.c[name] == value)
-        if since is not None:
-            stmt = stmt.where(records.c.time >= format_time(since))
-        if until is not None:
-            stmt = stmt.where(records.c.time < format_time(until))
-        stmt = stmt.order_by(records.c.seq)
+        stmt = sa.select(records.c.body, records.c.prev_hash, records.c.hash).where(
+            self._where(user, project, kind, since, until, after_seq, before_seq)
+        )
+        stmt = stmt.order_by(records.c.seq.desc() if newest_first else records.c.seq)
         if grep is None:
             if limit is not None:
                 stmt = stmt.limit(limit)
@@ -456,6 +454,42 @@ class AuditStore:
             finally:
                 result.close()
         return found
+
+    @staticmethod
+    def _where(user=None, project=None, kind=None, since=None, until=None, after_seq: int = 0,
+               before_seq: int | None = None):  # fmt: skip
+        clauses = [records.c.seq > after_seq]
+        if before_seq is not None:
+            clauses.append(records.c.seq < before_seq)
+        for name, value in (("user", user), ("project", project), ("kind", kind)):
+            if value is not None:
+                clauses.append(records.c[name] == value)
+        if since is not None:
+            clauses.append(records.c.time >= format_time(since))
+        if until is not None:
+            clauses.append(records.c.time < format_time(until))
+        return sa.and_(*clauses)
+
+    def counts_by_day(self, *, user=None, project=None, kind=None, since=None, until=None,
+                      grep: str | None = None) -> dict[tuple[str | None, str], int]:  # fmt: skip
+        """(project, UTC day) -> number of records, over every record the filters select (in SQL;
+        with ``grep``, the bodies are matched as :meth:`query` does)."""
+        where = self._where(user, project, kind, since, until)
+        day = sa.func.substr(records.c.time, 1, 10)
+        with self._tx(write=False) as conn:
+            if grep is None:
+                stmt = sa.select(records.c.project, day, sa.func.count()).where(where).group_by(records.c.project, day)
+                return {(p, d): n for p, d, n in conn.execute(stmt)}
+            needle, out = grep.casefold(), {}
+            stmt = sa.select(records.c.project, day, records.c.body).where(where)
+            result = conn.execute(stmt.execution_options(yield_per=256))
+            try:
+                for p, d, body in result:
+                    if needle in body.casefold():
+                        out[p, d] = out.get((p, d), 0) + 1
+            finally:
+                result.close()
+            return out
 
     def verify(self) -> VerifyResult:
         """Walk the whole store (see the module docstring) and report the first problem."""

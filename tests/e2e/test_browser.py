@@ -118,6 +118,16 @@ async def test_admin_browses_the_audit_page_and_a_researcher_is_refused(hub, pag
     )
     newest = logins.first
     assert "admin" in await newest.inner_text()
+    # the chart counts every matching event (the store's count), the page shows one page of them
+    total = int((await page.locator("#event-total").inner_text()).replace(",", ""))
+    charted = sum(int(c) for c in await page.locator("#activity-chart rect").evaluate_all(
+        "rs => rs.map(r => r.dataset.count)"))  # fmt: skip
+    assert total == charted >= int((await page.locator("#event-count").inner_text()).replace(",", ""))
+    assert await page.locator("#hub-link").get_attribute("href") == "/hub/home"
+    # a bad filter is a 400 that says which and why, not a bare 500
+    resp = await page.goto(f"{hub.url}/services/datahavn-audit/?since=yesterday")
+    assert resp.status == 400
+    assert "Since: 'yesterday' is not a date or time" in await page.locator("#filter-error").inner_text()
 
     researcher = await browser.new_context()
     rpage = await researcher.new_page()

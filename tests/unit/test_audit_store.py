@@ -489,3 +489,19 @@ def test_wrong_key_on_reopen(backend):
 def test_wrong_key_on_empty_store(backend):
     backend.open().close()
     check_bad(backend.open(key=secrets.token_bytes(32)), 1, "head signature invalid")
+
+
+def test_pages_newest_first_and_counts_per_project_and_day_over_every_match(backend):
+    store = backend.open()
+    store.append_many([event(i) for i in range(1, 8)] + [{**event(8), "project": "cardio"},
+                                                         {"kind": "login", "user": "bob"}])  # fmt: skip
+    page = store.query(newest_first=True, limit=3)
+    assert [r["seq"] for r in page] == [9, 8, 7]
+    older = store.query(newest_first=True, limit=3, before_seq=page[-1]["seq"])
+    assert [r["seq"] for r in older] == [6, 5, 4]
+    assert [r["seq"] for r in store.query(kind="execute", before_seq=3)] == [1, 2]
+    day = store.query(limit=1)[0]["time"][:10]
+    assert store.counts_by_day() == {("brca", day): 7, ("cardio", day): 1, (None, day): 1}
+    assert store.counts_by_day(project="brca", kind="execute") == {("brca", day): 7}
+    assert store.counts_by_day(grep="CELL 3") == {("brca", day): 1}  # as query's grep: folded case
+    assert store.counts_by_day(until="2000-01-01") == {}

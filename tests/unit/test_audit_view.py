@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+
+import pytest
 
 from datahavn.hub_config.audit.page import CODE_PREVIEW, HUB, render_page
 
@@ -275,3 +278,23 @@ def test_long_code_is_truncated_with_its_full_length():
     # Short code has no note.
     short = render_page([event(1, "2026-11-29T10:00:00Z", "execute", code="1+1")], {}, "admin", PREFIX)
     assert "characters" not in short
+
+
+def test_filters_are_checked_and_a_page_links_to_older_events_and_the_hub():
+    from datahavn.hub_config.audit.page import FilterError, check_filters
+
+    assert check_filters({"user": "alice", "since": "2026-11-01"}.get)["since"] == "2026-11-01"
+    for bad, says in [({"since": "yesterday"}, "Since: 'yesterday' is not a date or time"),
+                      ({"until": "2026-13-01"}, "Until: '2026-13-01' is not a date or time"),
+                      ({"kind": "nope"}, "Kind: 'nope' is not an event kind"),
+                      ({"user": "Bob/.."}, "User: "), ({"project": "x" * 100}, "Project: ")]:  # fmt: skip
+        with pytest.raises(FilterError, match=re.escape(says)):
+            check_filters(bad.get)
+    rows = [event(i, f"2026-11-02T10:00:0{i}.000000Z", project="brca") for i in range(1, 4)]
+    page = render_page(rows, {"user": "alice"}, "admin", PREFIX, counts={("brca", "2026-11-02"): 40,
+                       (None, "2026-11-03"): 2}, older=1, paged=True, hub_home="/hub/home")  # fmt: skip
+    assert 'id="event-total">42<' in page and "all 42 matching" in page
+    assert f'id="older-page" href="{PREFIX}?user=alice&amp;before=1"' in page
+    assert f'id="newest-page" href="{PREFIX}?user=alice"' in page
+    assert 'id="hub-link" href="/hub/home"' in page
+    assert 'data-count="40"' in page  # the chart is the store's count, not the three rows shown
