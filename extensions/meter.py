@@ -9,8 +9,9 @@ for everyone, the lab's code) are not counted: they cannot carry a workspace's d
 The total lives with the audit service, per (user, project), over a rolling hour and day
 (:mod:`datahavn.hub_config.audit.egress`): the server reports what it sent every second and
 gets the totals and limits back, so new kernels and server restarts start where the last left
-off. Between reports the server adds what it has sent since; when it cannot report, it stops
-sending content once 2 MB are unreported (fail closed).
+off. Between reports the server adds what it has sent since (a report on its way counts too); when it
+cannot report (the last report failed, or one has been on its way 5 s), it stops sending content once
+2 MB are unreported (fail closed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 from tornado import web, websocket
 from tornado.ioloop import IOLoop
@@ -30,6 +32,8 @@ UNREPORTED_MAX = 2_000_000
 #: report at least this often, and as soon as this much is pending
 REPORT_SECONDS = 1.0
 REPORT_BYTES = 512_000
+#: how long a report on its way may take before the unreported bytes stop what is sent
+REPORT_GRACE = 5.0
 NOTICE_AT = 0.8
 ROOT_OWNED = os.path.realpath(sys.prefix) + os.sep
 
@@ -43,8 +47,13 @@ class WorkspaceMeter:
         self.totals = {"hour": 0, "day": 0}
         self.limits: dict | None = None
         self.pending = 0
+        #: being reported now: still counted in ``used`` until the service's answer includes it
+        self.inflight = 0
         self.unreported = 0
         self._flushing = False
+        self._flush_started = 0.0
+        #: the last report failed: nothing more is sent past UNREPORTED_MAX until one succeeds
+        self.report_failed = False
         self.notified: set[str] = set()
         self.alerted: set[str] = set()
 
@@ -67,23 +76,28 @@ class WorkspaceMeter:
         if self._flushing or self.report is None:
             return
         self._flushing = True
+        self._flush_started = time.monotonic()
         sent, self.pending = self.pending, 0
+        self.inflight = sent
         try:
             answer = await self.report(sent)
         except Exception as e:
             self.pending += sent
+            self.report_failed = True
             log.warning("datahavn: egress not reported (%s): %d bytes waiting", e, self.unreported)
         else:
             self.totals = {k: int(answer.get(k, 0)) for k in ("hour", "day")}
             self.limits = answer.get("limits") or self.limits
             self.unreported = self.pending
+            self.report_failed = False
         finally:
+            self.inflight = 0
             self._flushing = False
 
     # --- the rule -----------------------------------------------------------------------
 
     def used(self, window: str) -> int:
-        return self.totals.get(window, 0) + self.pending
+        return self.totals.get(window, 0) + self.pending + self.inflight
 
     def left(self) -> int | None:
         """Bytes that may still be sent in the tightest window (None: limits not known yet)."""
@@ -93,8 +107,15 @@ class WorkspaceMeter:
 
     def exhausted(self) -> str | None:
         """Why nothing more may be sent: the window that is used up, or "unreported"; else None."""
+        # past 2 MB unreported, more is sent only while a report is on its way and young (the bytes in
+        # flight count against the budget meanwhile); a failed, slow or impossible report stops it
         if self.unreported > UNREPORTED_MAX:
-            return "unreported"
+            if self.report is None or self.report_failed:
+                return "unreported"
+            if not self._flushing:
+                self.flush_soon()  # one starts now
+            elif time.monotonic() - self._flush_started >= REPORT_GRACE:
+                return "unreported"
         for window in ("hour", "day"):
             if self.limits and self.used(window) >= self.limits[window]:
                 return window

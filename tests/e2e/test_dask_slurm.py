@@ -354,6 +354,7 @@ async def test_a_dead_slurmctld_is_an_error_in_the_notebook_not_a_hang(slurm_hub
     k = await kernel("alice", "brca", on_hub=slurm_hub)
     # nothing of ours in flight: a job ending while slurmctld is dead would be left as a ghost in its state
     wait_for(lambda: not jobs(), 60, message="no jobs before slurmctld is killed")
+    time.sleep(8)  # and slurmctld's state saved since: a job it ended is not recovered as running
     pid = int(CTLD_PID.read_text())
     assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmctld"
     os.kill(pid, signal.SIGKILL)
