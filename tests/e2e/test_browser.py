@@ -193,15 +193,14 @@ async def test_a_3_mb_notebook_within_the_budget_opens_and_its_read_is_recorded(
 
 
 async def test_the_lab_says_which_project_and_what_is_protected(hub, page):
-    # no notebook needed (another test's layout of carol's lab may come back): the lab itself
-    hub.stop("carol", "cardio")
-    hub.wait_stopped("carol", "cardio", 60)
-    await log_in(hub, page, "carol")
-    await page.click("#start-cardio")
-    await page.wait_for_url("**/user/carol/cardio/lab**")
+    # a fresh member in a fresh project: no other test's lab layout (and its dialogs) comes back
+    user, project = hub.new_member()
+    await log_in(hub, page, user)
+    await page.click(f"#start-{project}")
+    await page.wait_for_url(f"**/user/{user}/{project}/lab**")
     await page.locator("#dh-project-label").wait_for()
-    assert await page.title() == "cardio \u2014 Datahavn"
-    assert await page.locator("#dh-project-label").inner_text() == "cardio \u2014 Datahavn"
+    assert await page.title() == f"{project} \u2014 Datahavn"
+    assert await page.locator("#dh-project-label").inner_text() == f"{project} \u2014 Datahavn"
     # a notebook another test left open may bring a dialog (its kernel): close what comes, then the menu
     for _ in range(10):
         if await page.locator(".jp-Dialog").count():
@@ -215,5 +214,5 @@ async def test_the_lab_says_which_project_and_what_is_protected(hub, page):
     help_page = page.locator(".dh-help")
     await help_page.wait_for()
     text = await help_page.inner_text()
-    assert "what is protected in cardio" in text and "Request export" in text and "pd.read_csv(" in text
-    assert await page.title() == "cardio \u2014 Datahavn"  # still, with another tab in front
+    assert f"what is protected in {project}" in text and "Request export" in text and "pd.read_csv(" in text
+    assert await page.title() == f"{project} \u2014 Datahavn"  # still, with another tab in front
